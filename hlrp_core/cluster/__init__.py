@@ -1,0 +1,1 @@
+"""hlrp_core.cluster"""

@@ -1,0 +1,158 @@
+"""``training.*``: the Lightning loop shared by Stage 1 (LAQ) and Stage 2 (policy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .errors import check, check_choice
+
+
+@dataclass
+class VisualizationConfig:
+    """Sample panels (PNG + JSON records).
+
+    Args:
+        enabled: Write sample panels at each validation (val) / every ``every_n_steps`` (train).
+        every_n_steps: Train panels only: how often, in optimizer steps.
+        num_samples: Samples per panel set.
+    """
+
+    enabled: bool = False
+    every_n_steps: int = 500
+    num_samples: int = 8
+
+
+@dataclass
+class ValidationConfig:
+    """Step-based validation on the fixed, cached validation set.
+
+    Args:
+        check_interval: Validate every N optimizer steps (and once at the end).
+        limit_batches: Validation batches per validation (0 = the whole fixed set).
+        num_sanity_val_steps: Lightning sanity batches before training (0 off; the fixed val set makes it cheap).
+        visualization: Validation sample panels.
+    """
+
+    check_interval: int = 500
+    limit_batches: int = 0
+    num_sanity_val_steps: int = 0
+    visualization: VisualizationConfig = field(default_factory=VisualizationConfig)
+
+
+@dataclass
+class CheckpointConfig:
+    """Args:
+        every_n_train_steps: Periodic checkpoint interval (``last.ckpt`` is always written too).
+        keep_last_n: Periodic checkpoints kept (-1 keeps all).
+    """
+
+    every_n_train_steps: int = 1000
+    keep_last_n: int = -1
+
+
+@dataclass
+class ProfilerConfig:
+    """Args:
+        enabled: Lightning's simple profiler, report saved in the run directory.
+    """
+
+    enabled: bool = False
+
+
+@dataclass
+class DatasetUsageLoggerConfig:
+    """Args:
+        log_batch_composition_every_n_steps: Print ``[Train][BatchMix] step=... name=count`` every N steps (0 off).
+    """
+
+    log_batch_composition_every_n_steps: int = 0
+
+
+@dataclass
+class RamGuardConfig:
+    """Stop a run cleanly, with a recorded reason, before the kernel OOM-killer does.
+
+    Args:
+        min_available_mb: Stop when /proc/meminfo MemAvailable falls below this (0 = off).
+        interval_s: How often the guard samples memory.
+    """
+
+    min_available_mb: int = 0
+    interval_s: float = 1.0
+
+
+@dataclass
+class TrainingConfig:
+    """Training loop knobs (both stages).
+
+    Args:
+        max_steps: Optimizer steps to train.
+        max_epochs: Kept for seed commands; -1 means step-limited only (the only supported value besides -1 is
+            ignored with a warning: an "epoch" over a weighted infinite mix has no meaning).
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW decay, applied only to weights with >= 2 dimensions.
+        betas: AdamW betas.
+        warmup_steps: Linear warm-up steps, then cosine decay to ``min_lr_ratio * lr``.
+        min_lr_ratio: Floor of the cosine schedule as a fraction of ``lr``.
+        gradient_clip_val: Clip the global gradient norm (0 = off).
+        precision: ``auto`` (bf16-mixed on GPU, 32-true on CPU), or a Lightning precision string.
+        accelerator: ``auto``, ``cpu`` or ``gpu``.
+        devices: Devices per node. Notebooks always use 1 (DDP cannot be spawned from a kernel); >1 goes through srun.
+        num_nodes: Nodes for DDP under SLURM.
+        log_every_n_steps: One log line / time-series row every N steps (no progress bars in batch runs).
+        heartbeat_every_n_steps: Touch the run's ``status`` every N steps so a dead run is detectable.
+        resume_from: A ``last.ckpt`` (or any checkpoint) to continue from, in a new run directory.
+        resume_from_checkpoint: Seed spelling of ``resume_from`` (accepted; copied into ``resume_from``).
+        validation: Step-based validation.
+        train_visualization: Train-time sample panels.
+        checkpoint: Checkpoint cadence.
+        profiler: Lightning profiler.
+        dataset_usage_logger: Batch-mix log lines.
+        ram_guard: Clean stop on low MemAvailable.
+    """
+
+    # schedule
+    max_steps: int = 1000
+    max_epochs: int = -1
+    lr: float = 3.0e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    gradient_clip_val: float = 1.0
+    # hardware
+    precision: str = "auto"
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    # bookkeeping
+    log_every_n_steps: int = 10
+    heartbeat_every_n_steps: int = 10
+    resume_from: Optional[str] = None
+    resume_from_checkpoint: Optional[str] = None
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    train_visualization: VisualizationConfig = field(default_factory=VisualizationConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
+    dataset_usage_logger: DatasetUsageLoggerConfig = field(default_factory=DatasetUsageLoggerConfig)
+    ram_guard: RamGuardConfig = field(default_factory=RamGuardConfig)
+
+    def validate(self, problems: list[str]) -> None:
+        check(problems, self.max_steps >= 1, f"training.max_steps={self.max_steps} must be >= 1")
+        check(problems, self.lr >= 0, f"training.lr={self.lr} must be >= 0")
+        check(problems, self.warmup_steps >= 0, f"training.warmup_steps={self.warmup_steps} must be >= 0")
+        check(problems, len(self.betas) == 2, f"training.betas={self.betas} must have two values, e.g. [0.9,0.95]")
+        check(problems, self.validation.check_interval >= 1,
+              f"training.validation.check_interval={self.validation.check_interval} must be >= 1")
+        check(problems, self.checkpoint.every_n_train_steps >= 1,
+              f"training.checkpoint.every_n_train_steps={self.checkpoint.every_n_train_steps} must be >= 1")
+        check_choice(problems, "training.accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
+        check_choice(problems, "training.precision", self.precision,
+                     ["auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"])
+        if self.resume_from and self.resume_from_checkpoint and self.resume_from != self.resume_from_checkpoint:
+            problems.append(
+                f"training.resume_from={self.resume_from!r} and training.resume_from_checkpoint="
+                f"{self.resume_from_checkpoint!r} disagree; set only one of them")
+        if self.resume_from_checkpoint and not self.resume_from:
+            self.resume_from = self.resume_from_checkpoint
