@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .policy import PolicyConfig
+
 
 @dataclass
 class LAQRefConfig:
@@ -31,11 +33,14 @@ class ModelConfig:
     Args:
         name: Model family: ``laq`` (Stage 1) or ``policy`` (Stage 2).
         laq: Stage 2's frozen-LAQ reference.
+        policy: Stage 2 policy (backbone, mode, heads); see ``config/policy.py``.
     """
 
     name: str = "laq"
     laq: LAQRefConfig = field(default_factory=LAQRefConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def validate(self, problems: list[str]) -> None:
         if self.laq.checkpoint and not self.laq.artifact:
             self.laq.artifact = self.laq.checkpoint
+        self.policy.validate(problems)
