@@ -1,0 +1,1 @@
+"""Data: registry, embedded/mirror generators, episode index, sampler, loader, benchmark. TF is imported lazily."""

@@ -1,0 +1,55 @@
+"""What ``make demo`` runs: the main-job notebooks, in order, on the embedded default data.
+
+Each step is a notebook plus its parameter files and overrides. A step may need the run directory of an earlier
+step (Stage 2 needs Stage 1's artifact): ``needs`` names that step, and ``{name}`` in an override is replaced by its
+run directory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import runs
+
+
+@dataclass
+class DemoStep:
+    name: str
+    notebook: str
+    params: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+
+
+DEMO_STEPS: list[DemoStep] = [
+    DemoStep("workbench_check", "notebooks/00_workbench_check.ipynb", sets=["data.loader.batch_size=48"]),
+]
+
+
+def run_demo(only: list[str] | None = None) -> int:
+    from .launch import execute
+
+    done: dict[str, str] = {}
+    results = []
+    t0 = time.time()
+    for step in DEMO_STEPS:
+        if only and step.name not in only:
+            continue
+        missing = [n for n in step.needs if n not in done]
+        if missing:
+            print(f"demo: skipping {step.name}: needs {missing}, which did not run or failed")
+            results.append((step.name, "SKIPPED", ""))
+            continue
+        sets = [s.format(**done) for s in step.sets]
+        code, run_dir = execute(step.notebook, step.params, sets, study="demo")
+        state = runs.read_status(run_dir)[0] if run_dir else "NOT STARTED"
+        results.append((step.name, state, str(run_dir or "")))
+        if code == 0 and run_dir:
+            done[step.name] = str(run_dir)
+    print(f"\n== hlrp demo: {len(results)} steps in {time.time() - t0:.0f} s ==")
+    for name, state, path in results:
+        print(f"  {name:<20} {state:<8} {path}")
+        if path:
+            print(f"  {'':<20} {'':<8} executed notebook: {path}/notebook.ipynb, results: {path}/metrics.json")
+    return 0 if all(s == runs.DONE for _, s, _ in results) else 1

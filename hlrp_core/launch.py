@@ -1,0 +1,200 @@
+"""``hlrp run``: execute a notebook headless with papermill into a fresh run directory.
+
+    hlrp run notebooks/00_workbench_check.ipynb [-f params/x.yaml ...] [--set data.loader.batch_size=48 ...]
+
+Order of events (so bad input loses nothing and never leaves a RUNNING run behind):
+1. merge the notebook's ``parameters`` defaults, the ``-f`` files (papermill's shallow merge: later files replace
+   earlier keys) and ``--set`` overrides (appended to ``overrides``);
+2. load + validate the config exactly as the notebook will: a ``ConfigError`` exits 2 before any directory exists;
+3. create the run directory (exclusive mkdir), write ``params.yaml`` and ``status`` RUNNING;
+4. run papermill (kernel ``hlrp``, cwd = repo root), streaming cell output to the terminal and ``unified.log``;
+5. a cell that raises -> ``status`` FAILED with the error, exit 1; success -> DONE, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import runs
+from .config import ConfigError, load
+from .paths import REPO_ROOT, resolve
+
+KERNEL = os.environ.get("HLRP_KERNEL", "hlrp")
+BANDS = [(0, 9, "data"), (10, 19, "train"), (20, 29, "ladders"), (30, 39, "analysis"), (90, 99, "reports")]
+log = logging.getLogger("hlrp.launch")
+
+
+def notebook_defaults(notebook: Path) -> dict[str, Any]:
+    """The literal defaults of the notebook's ``parameters`` cell."""
+    import papermill
+
+    out = {}
+    for name, spec in papermill.inspect_notebook(str(notebook)).items():
+        try:
+            out[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"{notebook}: parameter {name!r} default {spec['default']!r} is not a literal")
+    return out
+
+
+def merge_params(notebook: Path, files: list[str], sets: list[str], extra: dict | None = None) -> dict[str, Any]:
+    params = notebook_defaults(notebook)
+    for f in files:
+        path = resolve(f)
+        if not path.exists():
+            raise ConfigError(f"-f {f}: no such parameter file ({path})")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"-f {f}: expected a mapping of notebook parameters")
+        unknown = set(data) - set(params)
+        if unknown:
+            raise ConfigError(f"-f {f}: {sorted(unknown)} are not parameters of {notebook.name} "
+                              f"(its parameters: {sorted(params)})")
+        params.update(data)
+    params.update(extra or {})
+    if sets:
+        params["overrides"] = list(params.get("overrides") or []) + list(sets)
+    return params
+
+
+def study_for(notebook: Path) -> str:
+    try:
+        num = int(notebook.name.split("_", 1)[0])
+    except ValueError:
+        return "scratch"
+    return next((s for lo, hi, s in BANDS if lo <= num <= hi), "scratch")
+
+
+def run_name(notebook: Path) -> str:
+    stem = notebook.stem
+    head, _, tail = stem.partition("_")
+    return tail if head.isdigit() and tail else stem
+
+
+def check_kernel(kernel: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if kernel not in KernelSpecManager().find_kernel_specs():
+        raise ConfigError(f"Jupyter kernel {kernel!r} is not installed; run `make setup` (it registers it with "
+                          f"`python -m ipykernel install --sys-prefix --name hlrp`) or pass --kernel python3")
+
+
+def _file_logger(run_dir: Path) -> logging.Handler:
+    fh = logging.FileHandler(run_dir / runs.LOG)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return fh
+
+
+def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] = (), *, run_dir: str = "",
+            study: str = "", kernel: str = KERNEL, extra_params: dict | None = None,
+            timeout_s: float | None = None) -> tuple[int, Path | None]:
+    """Run one notebook into a new run directory. Returns (exit code, run dir or None)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = resolve(notebook)
+    if not nb.exists():
+        print(f"error: notebook {notebook} not found", file=sys.stderr)
+        return 2, None
+    try:
+        params = merge_params(nb, list(params_files), list(sets), extra_params)
+        overrides = list(params.get("overrides") or []) + list(params.get("rung_overrides") or [])
+        cfg = load(params.get("experiment", ""), overrides, smoke=bool(params.get("smoke", False)),
+                   seed=params.get("seed"))
+        check_kernel(kernel)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, None
+
+    if run_dir:
+        out = Path(run_dir)
+        try:
+            out.mkdir(parents=True)
+        except FileExistsError:
+            print(f"error: run directory {out} already exists; runs are never overwritten", file=sys.stderr)
+            return 3, None
+    else:
+        out = runs.new_run_dir(study or cfg.experiment.study or study_for(nb), cfg.experiment.name or run_name(nb))
+    params["run_dir"] = str(out)
+    runs.atomic_write_text(out / runs.PARAMS, yaml.safe_dump(params, sort_keys=False))
+    runs.write_status(out, runs.RUNNING)
+    handler = _file_logger(out)
+    pm_log = logging.getLogger("papermill")
+    pm_log.addHandler(handler)
+    t0 = time.time()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ["HLRP_COMMAND"] = " ".join(shlex.quote(a) for a in sys.argv)
+    print(f"hlrp run: {nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb} -> {out}", flush=True)
+    code = 0
+    try:
+        papermill.execute_notebook(str(nb), str(out / "notebook.ipynb"), parameters=params, kernel_name=kernel,
+                                   log_output=True, progress_bar=False, cwd=str(REPO_ROOT),
+                                   autosave_cell_every=60, execution_timeout=timeout_s)
+        state, _ = runs.read_status(out)
+        if state == runs.RUNNING:
+            runs.write_status(out, runs.DONE)
+    except PapermillExecutionError as exc:
+        reason = f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})"
+        pm_log.error("notebook failed: %s\n%s", reason, "\n".join(exc.traceback))
+        runs.write_status(out, runs.FAILED, reason)
+        code = 1
+    except Exception as exc:  # kernel death (e.g. OOM kill -> DeadKernelError), timeouts, ...
+        reason = f"{type(exc).__name__}: {exc}"
+        if "DeadKernel" in type(exc).__name__:
+            reason += " (the kernel died: killed by the OOM killer or a signal?)"
+        pm_log.error("notebook failed: %s", reason)
+        runs.write_status(out, runs.FAILED, reason)
+        code = 1
+    finally:
+        pm_log.removeHandler(handler)
+        handler.close()
+    state, reason = runs.read_status(out)
+    print(f"hlrp run: {state}{' (' + reason + ')' if reason else ''} in {time.time() - t0:.1f} s", flush=True)
+    print(f"run directory: {out}", flush=True)
+    return code, out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("papermill").setLevel(logging.INFO)
+    extra = {}
+    for item in args.param or []:
+        key, _, value = item.partition("=")
+        extra[key] = yaml.safe_load(value)
+    code, _ = execute(args.notebook, args.file or [], args.set or [], run_dir=args.run_dir or "",
+                      study=args.study or "", kernel=args.kernel, extra_params=extra)
+    return code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(only=args.only)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="execute a notebook headless (papermill) into a new run directory")
+    p.add_argument("notebook")
+    p.add_argument("-f", "--file", action="append", help="papermill parameter YAML (repeatable; later wins)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="config override appended to `overrides` (repeatable), e.g. data.loader.batch_size=48")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="set a notebook parameter directly (YAML-typed), e.g. -p smoke=false")
+    p.add_argument("--run-dir", help="exact run directory to create (must not exist)")
+    p.add_argument("--study", help="folder under outputs/ (default: from the notebook's number band)")
+    p.add_argument("--kernel", default=KERNEL, help="Jupyter kernel (default: hlrp)")
+    p.set_defaults(func=_cmd_run)
+
+    d = sub.add_parser("demo", help="run the main-job notebooks on the embedded data (what `make demo` does)")
+    d.add_argument("--only", action="append", help="run only the demo steps with these names")
+    d.set_defaults(func=_cmd_demo)
