@@ -1,0 +1,48 @@
+# hlrp: the two commands (see README.md)
+#   make demo   set up .venv, build the embedded data, run the main-job notebooks, print where results are
+#   make test   same setup, then the whole suite: unit + integration tests, then nbval over notebooks/
+# Both are idempotent: finished install steps are skipped (a stamp keyed on pyproject.toml), data is not rebuilt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HLRP := $(VENV)/bin/hlrp
+STAMP := $(VENV)/.hlrp-setup-$(shell md5sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: setup data demo test test-unit test-integration test-notebooks lab clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned to the CPU wheel on disk here; a GPU user installs their CUDA build of 2.13.0 first.
+	$(PY) -m pip install --quiet "torch==2.13.0" -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name hlrp --display-name hlrp
+	@rm -f $(VENV)/.hlrp-setup-* && touch $@
+
+data: setup
+	$(HLRP) data make-demo
+
+demo: data
+	$(HLRP) demo
+
+test: data
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout 600 notebooks $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: data
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-notebooks: data
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout 600 notebooks $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+clean-outputs:
+	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,60 @@
+"""Run directories: never overwritten, atomic files, status, metrics, memory extremes."""
+
+import json
+
+import pytest
+
+from hlrp_core import runs
+from hlrp_core.config import ConfigError, load_run
+
+
+def test_new_run_dirs_are_distinct(tmp_path):
+    a = runs.new_run_dir("study", "same", root=tmp_path)
+    b = runs.new_run_dir("study", "same", root=tmp_path)
+    assert a != b and a.exists() and b.exists() and a.parent == b.parent
+
+
+def test_start_records_files_and_finish(tmp_path):
+    cfg, run = runs.start("workbench_check", ["data.loader.batch_size=48"], run_dir=str(tmp_path / "r"), smoke=True)
+    for name in ("config.yaml", "env.json", "status", "params.yaml", "unified.log"):
+        assert (run.dir / name).exists(), name
+    assert runs.read_status(run.dir) == ("RUNNING", "")
+    assert load_run(run.dir).data.loader.batch_size == 48
+    env = json.loads((run.dir / "env.json").read_text())
+    assert {"git_sha", "git_dirty", "host", "packages", "slurm"} <= set(env)
+    run.record({"a": 1.0})
+    merged = run.finish({"b": 2.0})
+    assert merged["a"] == 1.0 and merged["b"] == 2.0 and merged["final"] is True
+    assert merged["mem/peak_rss_mb"] > 0 and merged["mem/min_available_mb"] > 0
+    assert runs.read_status(run.dir)[0] == "DONE"
+    assert "run DONE" in (run.dir / "unified.log").read_text()
+
+
+def test_start_refuses_existing_run(tmp_path):
+    _, run = runs.start("workbench_check", [], run_dir=str(tmp_path / "r"), smoke=True)
+    run.finish()
+    with pytest.raises(FileExistsError):
+        runs.start("workbench_check", [], run_dir=str(run.dir), smoke=True)
+    assert runs.read_status(run.dir)[0] == "DONE"
+
+
+def test_bad_config_touches_nothing(tmp_path):
+    target = tmp_path / "r"
+    with pytest.raises(ConfigError):
+        runs.start("", ["data.loader.batch_sise=4"], run_dir=str(target))
+    assert not target.exists()
+
+
+def test_failed_status_keeps_reason_on_one_line(tmp_path):
+    runs.write_status(tmp_path, runs.FAILED, "ValueError: bad\nthing")
+    assert runs.read_status(tmp_path) == ("FAILED", "ValueError: bad thing")
+
+
+def test_list_and_describe(tmp_path):
+    a = runs.new_run_dir("s", "a", root=tmp_path)
+    runs.write_status(a, runs.DONE)
+    runs.record_metrics(a, {"x": 1})
+    found = runs.list_runs(tmp_path)
+    assert found == [a]
+    d = runs.describe(a)
+    assert d["status"] == "DONE" and d["metrics"]["x"] == 1
