@@ -1,0 +1,263 @@
+"""Confidence intervals and trend tests (spec LEARNING_METRICS §7).
+
+- :func:`wilson_interval`: binomial proportion CI (accuracy, top-k, success rates).
+- :class:`EpisodeResampler` + :func:`cluster_bootstrap`: resample **episodes** with replacement and recompute a
+  statistic on the pooled items of each resample (items inside an episode are correlated).
+- :func:`paired_bootstrap`: metric_A - metric_B on the same items and the same resamples (two checkpoints, or true
+  vs ablated input).
+- :func:`trend_test`: Spearman / Kendall of a metric against step; :func:`bootstrap_log_slope`: slope vs log(step)
+  with the same episode resamples for every checkpoint.
+- :func:`seed_mean_ci`: mean +- t * s / sqrt(n) across seeds.
+
+A statistic is a callable ``stat(idx) -> float`` where ``idx`` is an int array of item indices (with repeats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+Statistic = Callable[[np.ndarray], float]
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``successes / n``; returns (lo, hi) in [0, 1] (NaNs if n == 0).
+
+    (p + z^2/(2n) +- z * sqrt(p(1-p)/n + z^2/(4n^2))) / (1 + z^2/n).
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = p + z * z / (2 * n)
+    half = z * np.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0.0))
+    lo = 0.0 if successes <= 0 else max(0.0, (centre - half) / denom)    # exact at the edges (no rounding residue)
+    hi = 1.0 if successes >= n else min(1.0, (centre + half) / denom)
+    return float(lo), float(hi)
+
+
+class EpisodeResampler:
+    """Deterministic episode-cluster bootstrap resamples of item indices.
+
+    ``for idx in EpisodeResampler(episode_ids, n_boot, seed)`` yields ``n_boot`` int arrays; iterating again gives
+    the same arrays (the generator is re-seeded), so several statistics - or two checkpoints scored on the same
+    items - see identical resamples without storing them.
+
+    Args:
+        episode_ids: (N,) episode id of each item (any hashable dtype). ``None`` = every item its own episode.
+        n_boot: Number of resamples B.
+        seed: Seed of the resampling.
+    """
+
+    def __init__(self, episode_ids: np.ndarray | None, n_items: int | None = None, n_boot: int = 1000, seed: int = 0):
+        if episode_ids is None:
+            if n_items is None:
+                raise ValueError("EpisodeResampler needs episode_ids or n_items")
+            episode_ids = np.arange(n_items)
+        episode_ids = np.asarray(episode_ids)
+        self.n_items = len(episode_ids)
+        _, inverse = np.unique(episode_ids, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")                         # items grouped by episode
+        self._order = order
+        self._lengths = np.bincount(inverse)                               # (E,)
+        self._starts = np.concatenate([[0], np.cumsum(self._lengths)[:-1]])
+        self.n_episodes = len(self._lengths)
+        self.n_boot = int(n_boot)
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return self.n_boot
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        E = self.n_episodes
+        for _ in range(self.n_boot):
+            ep = rng.integers(0, E, size=E)
+            lens = self._lengths[ep]
+            total = int(lens.sum())
+            # positions inside the grouped order: start of each sampled episode + 0..len-1
+            offsets = np.repeat(self._starts[ep] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+            yield self._order[offsets + np.arange(total)]
+
+
+@dataclass
+class CI:
+    """A point estimate with a percentile bootstrap (or Wilson) interval."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def as_dict(self, name: str) -> dict[str, float]:
+        return {name: self.value, name + "_lo": self.lo, name + "_hi": self.hi}
+
+    @property
+    def half_width(self) -> float:
+        return (self.hi - self.lo) / 2
+
+
+def _percentiles(samples: np.ndarray, alpha: float) -> tuple[float, float]:
+    s = samples[np.isfinite(samples)]
+    if len(s) < max(10, 0.5 * len(samples)):  # too many failed replicates: no honest CI
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(s, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def bootstrap_samples(stat: Statistic, resampler: EpisodeResampler) -> np.ndarray:
+    """The statistic on every resample, (B,) floats (NaN where it failed)."""
+    out = np.empty(len(resampler))
+    for b, idx in enumerate(resampler):
+        try:
+            out[b] = stat(idx)
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            out[b] = np.nan
+    return out
+
+
+def cluster_bootstrap(
+    stat: Statistic,
+    episode_ids: np.ndarray | None = None,
+    *,
+    n_items: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    resampler: EpisodeResampler | None = None,
+) -> CI:
+    """Episode-cluster percentile bootstrap CI of ``stat`` (point estimate on all items)."""
+    resampler = resampler or EpisodeResampler(episode_ids, n_items, n_boot, seed)
+    with np.errstate(all="ignore"):
+        value = float(stat(np.arange(resampler.n_items)))
+        lo, hi = _percentiles(bootstrap_samples(stat, resampler), alpha)
+    return CI(value, lo, hi)
+
+
+@dataclass
+class PairedResult:
+    """metric_A - metric_B on the same items: point diff, CI and P(diff > 0) over resamples."""
+
+    diff: float
+    lo: float
+    hi: float
+    p_positive: float
+
+    @property
+    def significant(self) -> bool:
+        return bool(np.isfinite(self.lo) and (self.lo > 0 or self.hi < 0))
+
+    def as_dict(self, name: str) -> dict[str, float]:
+        return {name: self.diff, name + "_lo": self.lo, name + "_hi": self.hi, name + "_p_positive": self.p_positive}
+
+
+def paired_bootstrap(
+    stat_a: Statistic,
+    stat_b: Statistic,
+    episode_ids: np.ndarray | None = None,
+    *,
+    n_items: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    resampler: EpisodeResampler | None = None,
+) -> PairedResult:
+    """Paired episode bootstrap of ``stat_a(idx) - stat_b(idx)`` (same resample for both each time)."""
+    resampler = resampler or EpisodeResampler(episode_ids, n_items, n_boot, seed)
+    with np.errstate(all="ignore"):
+        full = np.arange(resampler.n_items)
+        diff = float(stat_a(full) - stat_b(full))
+        samples = bootstrap_samples(lambda idx: stat_a(idx) - stat_b(idx), resampler)
+        lo, hi = _percentiles(samples, alpha)
+    fin = samples[np.isfinite(samples)]
+    p_pos = float(np.mean(fin > 0)) if len(fin) else float("nan")
+    return PairedResult(diff, lo, hi, p_pos)
+
+
+def trend_test(steps: Sequence[float], values: Sequence[float], method: str = "spearman") -> dict[str, float]:
+    """Rank correlation of a metric against step: ``{"rho", "p", "n", "min_p"}``.
+
+    ``min_p`` is the smallest attainable exact two-sided p with m checkpoints (2/m!); use >= 5 checkpoints.
+    NaN values are dropped.
+    """
+    steps = np.asarray(steps, float)
+    values = np.asarray(values, float)
+    ok = np.isfinite(steps) & np.isfinite(values)
+    steps, values = steps[ok], values[ok]
+    m = len(steps)
+    min_p = 2.0 / float(np.prod(np.arange(1, m + 1))) if m > 0 else float("nan")
+    if m < 3 or np.all(values == values[0]):
+        return {"rho": float("nan"), "p": float("nan"), "n": float(m), "min_p": min_p}
+    if method == "spearman":
+        res = _st.spearmanr(steps, values)
+    elif method == "kendall":
+        res = _st.kendalltau(steps, values)
+    else:
+        raise ValueError(f"trend_test method={method!r}: use 'spearman' or 'kendall'")
+    return {"rho": float(res.statistic), "p": float(res.pvalue), "n": float(m), "min_p": min_p}
+
+
+def bootstrap_log_slope(
+    stats_per_checkpoint: Sequence[Statistic],
+    steps: Sequence[float],
+    episode_ids: np.ndarray | None = None,
+    *,
+    n_items: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> CI:
+    """Least-squares slope of the metric against log(step), CI from the same episode resamples at every checkpoint."""
+    x = np.log(np.maximum(np.asarray(steps, float), 1.0))
+    if len(x) < 2:
+        return CI(float("nan"), float("nan"), float("nan"))
+    resampler = EpisodeResampler(episode_ids, n_items, n_boot, seed)
+
+    def slope(idx: np.ndarray) -> float:
+        y = np.array([f(idx) for f in stats_per_checkpoint], float)
+        return float(np.polyfit(x, y, 1)[0])
+
+    return cluster_bootstrap(slope, resampler=resampler, alpha=alpha)
+
+
+def seed_mean_ci(values: Sequence[float], alpha: float = 0.05) -> CI:
+    """Mean across seeds with a t interval (t = 4.30 for 3 seeds)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        m = float(v.mean()) if len(v) else float("nan")
+        return CI(m, float("nan"), float("nan"))
+    t = _st.t.ppf(1 - alpha / 2, len(v) - 1)
+    half = t * v.std(ddof=1) / np.sqrt(len(v))
+    return CI(float(v.mean()), float(v.mean() - half), float(v.mean() + half))
+
+
+def bootstrap_many(
+    statistics: dict[str, Statistic], resampler: EpisodeResampler, alpha: float = 0.05
+) -> dict[str, CI]:
+    """Several statistics on the same resamples (the index arrays are generated once): ``{name: CI}``."""
+    names = list(statistics)
+    full = np.arange(resampler.n_items)
+    samples = np.full((len(names), len(resampler)), np.nan)
+    with np.errstate(all="ignore"):
+        points = {}
+        for n in names:
+            try:
+                points[n] = float(statistics[n](full))
+            except (ValueError, ZeroDivisionError, FloatingPointError):
+                points[n] = float("nan")
+        for b, idx in enumerate(resampler):
+            for i, n in enumerate(names):
+                try:
+                    samples[i, b] = statistics[n](idx)
+                except (ValueError, ZeroDivisionError, FloatingPointError):
+                    pass
+    out = {}
+    for i, n in enumerate(names):
+        lo, hi = _percentiles(samples[i], alpha)
+        out[n] = CI(points[n], lo, hi)
+    return out
