@@ -198,7 +198,8 @@ def trend_test(steps: Sequence[float], values: Sequence[float], method: str = "s
         res = _st.kendalltau(steps, values)
     else:
         raise ValueError(f"trend_test method={method!r}: use 'spearman' or 'kendall'")
-    return {"rho": float(res.statistic), "p": float(res.pvalue), "n": float(m), "min_p": min_p}
+    # scipy's asymptotic p can go far below the exact minimum 2/m! with few checkpoints: never report less
+    return {"rho": float(res.statistic), "p": max(float(res.pvalue), min_p), "n": float(m), "min_p": min_p}
 
 
 def bootstrap_log_slope(
