@@ -6,6 +6,7 @@ import os
 import tempfile
 
 import pytest
+from slurm_fixture import slurm_cluster  # noqa: E402,F401  (real single-node SLURM; tests/slurm_fixture.py)
 
 # Runs write into a throwaway output root unless the caller chose one.
 if not os.environ.get("HLRP_OUTPUT_ROOT"):

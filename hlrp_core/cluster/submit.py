@@ -209,7 +209,8 @@ def _local(notebook: str, params_files: list[str], sets: list[str], run_dir: str
 def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cluster: str = "local",
            also: list[str] = (), *, dry_run: bool = False, hold: bool = False, time_limit: str | None = None,
            auto_resume: int | None = None, study: str = "", name: str = "", resumed_from: str | None = None,
-           array_params: list[str] | None = None, max_parallel: int = 0) -> Submission:
+           array_params: list[str] | None = None, max_parallel: int = 0,
+           preset_overrides: dict | None = None) -> Submission:
     """Submit one papermill run (or, with ``array_params``, one per rung file as a job array) to ``cluster``.
 
     Args:
@@ -228,9 +229,10 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
         resumed_from: Old run directory this run continues (written into the new run dir as ``resumed_from``).
         array_params: One params file per array task (ladder rungs); the task's file is added after ``params_files``.
         max_parallel: Array concurrency limit (``--array=0-N%max_parallel``; 0 = no limit).
+        preset_overrides: Preset fields to override for this submission, e.g. ``{"mem": "600M"}``.
     """
     params_files, sets, also = list(params_files), list(sets), list(also or [])
-    presets = [load_preset(p, {"time": time_limit}) for p in [cluster, *also]]
+    presets = [load_preset(p, {**(preset_overrides or {}), "time": time_limit}) for p in [cluster, *also]]
     if auto_resume is not None:
         presets[0].auto_resume = auto_resume
     backends = {c.backend for c in presets}
