@@ -210,7 +210,7 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
            also: list[str] = (), *, dry_run: bool = False, hold: bool = False, time_limit: str | None = None,
            auto_resume: int | None = None, study: str = "", name: str = "", resumed_from: str | None = None,
            array_params: list[str] | None = None, max_parallel: int = 0,
-           preset_overrides: dict | None = None) -> Submission:
+           preset_overrides: dict | None = None, array_names: list[str] | None = None) -> Submission:
     """Submit one papermill run (or, with ``array_params``, one per rung file as a job array) to ``cluster``.
 
     Args:
@@ -230,6 +230,7 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
         array_params: One params file per array task (ladder rungs); the task's file is added after ``params_files``.
         max_parallel: Array concurrency limit (``--array=0-N%max_parallel``; 0 = no limit).
         preset_overrides: Preset fields to override for this submission, e.g. ``{"mem": "600M"}``.
+        array_names: Run names of the array tasks (ladder rung ids); default: the rung files' stems.
     """
     params_files, sets, also = list(params_files), list(sets), list(also or [])
     presets = [load_preset(p, {**(preset_overrides or {}), "time": time_limit}) for p in [cluster, *also]]
@@ -242,9 +243,12 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
     if array_params is not None and not slots:
         raise ConfigError("submit_array: no rung parameter files given")
     planned = []
-    for extra in slots:
+    if array_names is not None and len(array_names) != len(slots):
+        raise ConfigError(f"submit_array: {len(array_names)} names for {len(slots)} rung files")
+    for i, extra in enumerate(slots):
         files = params_files + ([extra] if extra else [])
-        st, nm = _plan(notebook, files, sets, study, name or (Path(extra).stem if extra else ""))
+        st, nm = _plan(notebook, files, sets, study,
+                       name or (array_names[i] if array_names else Path(extra).stem if extra else ""))
         planned.append((files, st, nm))
     if resumed_from:
         sets = sets + [f"training.resume_from={Path(resumed_from) / 'ckpt' / 'last.ckpt'}"]
@@ -327,13 +331,14 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
 
 
 def submit_array(rung_param_files: list[str], notebook: str, cluster: str, max_parallel: int = 0, *,
-                 params_files: list[str] = (), sets: list[str] = (), study: str = "", also: list[str] = (),
-                 dry_run: bool = False, hold: bool = False) -> Submission:
+                 names: list[str] | None = None, params_files: list[str] = (), sets: list[str] = (),
+                 study: str = "", also: list[str] = (), dry_run: bool = False, hold: bool = False) -> Submission:
     """A ladder as one job array: task ``i`` runs ``notebook`` with ``rung_param_files[i]`` (added after
-    ``params_files``) into its own run directory ``<study>/<timestamp>_<rung file stem>``; at most ``max_parallel``
-    tasks run at once (0 = no limit)."""
+    ``params_files``) into its own run directory ``<study>/<timestamp>_<names[i] or rung file stem>``; at most
+    ``max_parallel`` tasks run at once (0 = no limit). For a ladder pass ``study="ladders/<ladder>"`` and the rung
+    ids as ``names`` so the run dirs land where the local backend puts them."""
     return submit(notebook, params_files, sets, cluster, also, dry_run=dry_run, hold=hold, study=study,
-                  array_params=list(rung_param_files), max_parallel=max_parallel)
+                  array_params=list(rung_param_files), max_parallel=max_parallel, array_names=names)
 
 
 def resume(run_dir: str | os.PathLike, cluster: str | None = None, *, time_limit: str | None = None,
