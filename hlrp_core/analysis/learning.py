@@ -284,13 +284,14 @@ def summary_metrics(table, prefix: str = "analysis/") -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------------- plots
 #: Reference line of each metric (baseline / floor), drawn on the same axes: a number or a column name.
-REFERENCE = {n.LIFT: 0.0, n.R2: 0.0, n.ACC: n.MAJORITY_ACC, n.JS: n.JS_FLOOR, n.JS_EXCESS: 0.0,
+REFERENCE = {n.LIFT: 0.0, n.R2: 0.0, n.ACC: n.MAJORITY_ACC, n.JS: n.JS_FLOOR_THEORY, n.JS_SPLIT: n.JS_FLOOR,
+             n.JS_EXCESS: 0.0,
              n.UNIQUE_RATIO: 1.0, n.PPL_RATIO: 1.0, n.VAR_RATIO: 1.0, n.TOP1_SHARE_PRED: n.TOP1_SHARE_GT,
              n.MSE: n.MEAN_MSE, n.COSINE: n.MEAN_COSINE, n.NEAREST_ACC: n.MAJORITY_ACC,
              n.ACTION_NMI: n.ACTION_NMI_SHUFFLED, n.PROBE_R2: n.PROBE_R2_SHUFFLED, n.IG: 0.0}
 
-DEFAULT_PLOT = {"token": [n.LIFT, n.ACC, n.JS, n.UNIQUE_RATIO, n.PPL_RATIO, n.TOP1_SHARE_PRED],
-                "vector": [n.R2, n.MSE, n.COSINE, n.VAR_RATIO, n.NEAREST_ACC, n.JS],
+DEFAULT_PLOT = {"token": [n.LIFT, n.ACC, n.JS_SPLIT, n.UNIQUE_RATIO, n.PPL_RATIO, n.TOP1_SHARE_PRED],
+                "vector": [n.R2, n.MSE, n.COSINE, n.VAR_RATIO, n.NEAREST_ACC, n.JS_SPLIT],
                 "stage1": [n.ACTION_NMI, n.PROBE_R2]}
 
 
@@ -505,3 +506,22 @@ def resolve_inputs(run_dir: str, run_dirs: Sequence[str], demo_root: str | os.Pa
             raise FileNotFoundError(f"analysis.run_dir(s) not found: {missing}; pass existing run directories")
         return [resolve(d) for d in given], False
     return [make_demo_run_dir(demo_root, k, seed=i) for i, k in enumerate(demo_kinds)], True
+
+
+def paired_compare_all(run_dirs: Sequence[str | os.PathLike], *, n_boot: int = 1000, seed: int = 0):
+    """:func:`paired_compare` of every run against the first one (the reference), stacked with ``run_a`` /
+    ``run_b`` columns. Empty DataFrame with fewer than two runs."""
+    import pandas as pd
+
+    frames = []
+    for other in list(run_dirs)[1:]:
+        df = paired_compare(other, run_dirs[0], n_boot=n_boot, seed=seed)
+        df.insert(0, "run_b", run_label(run_dirs[0]))
+        df.insert(0, "run_a", run_label(other))
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def n_boot_for(cfg: Any) -> int:
+    """Bootstrap resamples for the analysis notebooks: 200 at smoke size, 1000 (the spec's B) otherwise."""
+    return 200 if getattr(cfg, "smoke", False) else 1000
