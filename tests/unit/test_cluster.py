@@ -55,11 +55,12 @@ def test_dry_run_of_dual_queue_needs_no_slurm_and_writes_nothing(tmp_path, monke
     if not (bin_dir / "git").exists():
         (bin_dir / "git").symlink_to(shutil.which("git"))
     monkeypatch.setenv("PATH", str(bin_dir))  # git but no sbatch: a dry run must not need SLURM
-    sub = submit(PROBE, [], ["experiment.name=dry"], "lrz_x100", ["mcml_x100"], dry_run=True, time_limit="00:15:00")
+    sub = submit(PROBE, [], ["experiment.name=dry"], "lrz_x100", ["mcml_x100"], dry_run=True, time_limit="00:15:00",
+                 auto_resume=1)
     text = sub.describe()
     assert "#SBATCH --partition=lrz-hgx-h100-94x4" in text and "#SBATCH --partition=mcml-hgx-h100-94x4" in text
     assert text.count("#SBATCH --time=00:15:00") == 2
-    assert "--dependency=afterany:" in text, "lrz_x100 asks for one auto-resume follow-up"
+    assert "--dependency=afterany:" in text, "auto_resume=1 queues one resume follow-up"
     assert sub.run_dirs[0].startswith(str(tmp_path / "scratch")) and sub.run_dirs[0].endswith("_dry")
     assert list(tmp_path.iterdir()) == [], "a dry run creates nothing"
 
