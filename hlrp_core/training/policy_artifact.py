@@ -32,7 +32,7 @@ class Stage2ArtifactError(ValueError):
 def library_versions() -> dict:
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__}
+    return {"torch": str(torch.__version__), "transformers": str(transformers.__version__)}
 
 
 def policy_manifest(policy: Any, laq_identity: dict, source_run_dir: str = "", source_step: int = 0) -> dict:

@@ -103,3 +103,21 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
                     "stage2/artifact": str(artifact)})
     say(f"[Policy] done: step={trainer.global_step} wall={wall:.1f}s artifact={artifact}")
     return metrics
+
+
+SUMMARY_KEYS = ["val/loss", "val/token_accuracy", "val/token_accuracy_ci_low", "val/token_accuracy_ci_high",
+                "val/token_accuracy_majority_baseline", "val/token_accuracy_majority_baseline_ci_high",
+                "val/token_accuracy_lift", "val/sequence_accuracy", "val/sequence_accuracy_majority_baseline",
+                "val/num_items", "val/latent_vector_stats/cosine_mean", "val/latent_vector_stats/variance_ratio",
+                "perf/steps_per_sec", "perf/samples_per_sec", "stage2/global_step", "stage2/fit_wall_s"]
+
+
+def summary(metrics: dict) -> str:
+    """A short text table of the headline Stage-2 numbers plus a one-line verdict on the majority baseline."""
+    lines = [f"{k:<50} {metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k:<50} {metrics[k]}"
+             for k in SUMMARY_KEYS if k in metrics]
+    acc, hi = metrics.get("val/token_accuracy"), metrics.get("val/token_accuracy_majority_baseline_ci_high")
+    if acc is not None and hi is not None:
+        verdict = "beats" if acc > hi else "does NOT beat"
+        lines.append(f"token accuracy {acc:.3f} {verdict} the majority baseline's 95% Wilson upper bound {hi:.3f}")
+    return "\n".join(lines)
