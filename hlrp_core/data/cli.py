@@ -17,6 +17,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     data_sub.required = True
     _register_make_demo(data_sub)
     _register_mirror(data_sub)
+    _register_bench(data_sub)
     data.set_defaults(data_subparsers=data_sub)
     return data
 
@@ -38,6 +39,14 @@ def _register_mirror(data_sub) -> None:
     p.add_argument("--shards", type=int, default=1, help="TFRecord shards per dataset")
     p.add_argument("--overwrite", action="store_true", help="replace existing non-empty dataset directories")
     p.set_defaults(func=cmd_mirror)
+
+
+def _register_bench(data_sub) -> None:
+    from . import bench  # light: numpy/stdlib only at import time
+
+    p = data_sub.add_parser("bench", help="loader-only throughput benchmark (pairs/s, decode bound, ratio R, RSS)")
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.cmd_bench)
 
 
 def _human(n: float) -> str:

@@ -30,8 +30,11 @@ def geometry(w: int, h: int, size: int, mode: str) -> tuple[int, int, int, int, 
 
 
 def decode_resize(data: bytes, size: int, mode: str = "letterbox", out: np.ndarray | None = None,
-                  use_draft: bool = True) -> np.ndarray:
-    """Decode one JPEG/PNG and fit it into a ``size`` x ``size`` x 3 uint8 array (``out`` if given, zero-padded)."""
+                  use_draft: bool = True, chw: bool = False) -> np.ndarray:
+    """Decode one JPEG/PNG and fit it into a ``size`` x ``size`` x 3 uint8 array (``out`` if given, zero-padded).
+
+    ``chw=True``: ``out`` is a [3, size, size] view (e.g. ``frames[b, :, j]`` of a [B,3,T,H,W] batch); the channels
+    are written band by band (PIL ``split``), about 3x cheaper than transposing the batch afterwards."""
     im = Image.open(io.BytesIO(data))
     w, h = im.size
     nw, nh, x0, y0, cx, cy = geometry(w, h, size, mode)
@@ -41,6 +44,14 @@ def decode_resize(data: bytes, size: int, mode: str = "letterbox", out: np.ndarr
         im = im.convert("RGB")
     if im.size != (nw, nh):
         im = im.resize((nw, nh), BILINEAR)
+    if chw:
+        if mode == "center_crop":
+            im = im.crop((cx, cy, cx + size, cy + size))
+            y0 = x0 = 0
+            nw = nh = size
+        for c, band in enumerate(im.split()):
+            out[c, y0: y0 + nh, x0: x0 + nw] = np.asarray(band)
+        return out
     arr = np.asarray(im)
     if out is None:
         out = np.zeros((size, size, 3), np.uint8)

@@ -34,13 +34,49 @@ class CorruptShardError(RuntimeError):
     """A shard that cannot be read as TFRecords of RLDS episodes; the message names the file and the offset."""
 
 
+_EXAMPLE_CLS = None
+
+
 def _example_cls():
-    from .tfenv import import_tf
+    """``tf.train.Example`` as a protobuf class built from its descriptor at runtime (identical wire format), so
+    reading records never imports TensorFlow: startup stays fast and the loader's RSS stays small."""
+    global _EXAMPLE_CLS
+    if _EXAMPLE_CLS is not None:
+        return _EXAMPLE_CLS
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-    import_tf()
-    from tensorflow.core.example import example_pb2
+    F = descriptor_pb2.FieldDescriptorProto
+    fd = descriptor_pb2.FileDescriptorProto(name="hlrp_example.proto", package="hlrp_example", syntax="proto3")
 
-    return example_pb2.Example
+    def msg(name, fields, nested=None, map_entry=False):
+        m = fd.message_type.add(name=name) if nested is None else nested.nested_type.add(name=name)
+        if map_entry:
+            m.options.map_entry = True
+        for fname, num, ftype, label, tname, oneof in fields:
+            f = m.field.add(name=fname, number=num, type=ftype, label=label)
+            if tname:
+                f.type_name = tname
+            if oneof is not None:
+                f.oneof_index = oneof
+        return m
+
+    rep, opt = F.LABEL_REPEATED, F.LABEL_OPTIONAL
+    msg("BytesList", [("value", 1, F.TYPE_BYTES, rep, None, None)])
+    msg("FloatList", [("value", 1, F.TYPE_FLOAT, rep, None, None)])
+    msg("Int64List", [("value", 1, F.TYPE_INT64, rep, None, None)])
+    feat = msg("Feature", [("bytes_list", 1, F.TYPE_MESSAGE, opt, ".hlrp_example.BytesList", 0),
+                           ("float_list", 2, F.TYPE_MESSAGE, opt, ".hlrp_example.FloatList", 0),
+                           ("int64_list", 3, F.TYPE_MESSAGE, opt, ".hlrp_example.Int64List", 0)])
+    feat.oneof_decl.add(name="kind")
+    feats = msg("Features", [("feature", 1, F.TYPE_MESSAGE, rep, ".hlrp_example.Features.FeatureEntry", None)])
+    msg("FeatureEntry", [("key", 1, F.TYPE_STRING, opt, None, None),
+                         ("value", 2, F.TYPE_MESSAGE, opt, ".hlrp_example.Feature", None)], nested=feats,
+        map_entry=True)
+    msg("Example", [("features", 1, F.TYPE_MESSAGE, opt, ".hlrp_example.Features", None)])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    _EXAMPLE_CLS = message_factory.GetMessageClass(pool.FindMessageTypeByName("hlrp_example.Example"))
+    return _EXAMPLE_CLS
 
 
 def iter_records(path: str):

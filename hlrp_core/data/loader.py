@@ -439,7 +439,7 @@ class PairLoader:
         T = self._frames_T([s["k"] for s in samples])
         S = self.size
         t0 = time.perf_counter()
-        frames = np.zeros((B, T, S, S, 3), np.uint8)
+        frames = np.zeros((B, 3, T, S, S), np.uint8)
         offs = np.zeros((B, T), np.int64)
         for b, s in enumerate(samples):
             if stop is not None and stop.is_set():
@@ -448,12 +448,12 @@ class PairLoader:
             for j in range(T):
                 jj = min(j, len(js) - 1)
                 if j < len(js):
-                    decode_resize(js[jj], S, self.mode, out=frames[b, j])
+                    decode_resize(js[jj], S, self.mode, out=frames[b, :, j], chw=True)
                 else:
-                    frames[b, j] = frames[b, jj]
+                    frames[b, :, j] = frames[b, :, jj]
                 offs[b, j] = s["offs"][jj]
         t1 = time.perf_counter()
-        frames_t = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 4, 1, 2, 3)))
+        frames_t = torch.from_numpy(frames)
         t2 = time.perf_counter()
         self.timers.add("decode_resize", t1 - t0)
         self.timers.add("layout", t2 - t1)
