@@ -233,6 +233,10 @@ def _quiet_load(spec: LadderSpec, rung_overrides: list[str]):
         lg.setLevel(old)
 
 
+def baseline_flat(spec: LadderSpec) -> dict[str, Any]:
+    return flatten(to_dict(_quiet_load(spec, [])))
+
+
 def expand(spec: LadderSpec) -> list[Rung]:
     """Every rung with its verdict; loads each config (fast, no data touched)."""
     rungs = [Rung(0, _rung_id(0, []), [], "baseline")]
@@ -262,9 +266,10 @@ def expand(spec: LadderSpec) -> list[Rung]:
     return rungs
 
 
-def changed_keys(spec: LadderSpec, rung: Rung) -> list[str]:
-    """Config keys whose value differs between the baseline and this rung (raw config, not effective)."""
-    base = flatten(to_dict(_quiet_load(spec, [])))
+def changed_keys(spec: LadderSpec, rung: Rung, base: dict[str, Any] | None = None) -> list[str]:
+    """Config keys whose value differs between the baseline and this rung (raw config, not effective).
+    ``base``: the flattened baseline config, when the caller already has it."""
+    base = base if base is not None else flatten(to_dict(_quiet_load(spec, [])))
     other = flatten(to_dict(_quiet_load(spec, rung.overrides)))
     return sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k) and k not in _IGNORED_KEYS)
 
