@@ -123,7 +123,7 @@ def read_timeseries(run_dir: str | os.PathLike):
 
 
 def steps_reached(run_dir: str | os.PathLike, metrics: Optional[dict] = None, timeseries=None) -> Optional[int]:
-    metrics = _runs.load_metrics(run_dir) if metrics is None else metrics
+    metrics = load_metrics(run_dir) if metrics is None else metrics
     for key in STEP_KEYS:
         v = metrics.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
@@ -132,6 +132,15 @@ def steps_reached(run_dir: str | os.PathLike, metrics: Optional[dict] = None, ti
     if ts is not None and len(ts.index) and ts.index.name == "step":
         return int(ts.index.max())
     return None
+
+
+def load_metrics(run_dir: str | os.PathLike) -> dict:
+    """``metrics.json`` as a dict; ``{}`` when missing or unreadable (never raises: the table must not die)."""
+    try:
+        data = _runs.load_metrics(run_dir)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def key_metrics(metrics: dict) -> dict[str, Any]:
@@ -208,7 +217,7 @@ def describe_run(run_dir: str | os.PathLike, root: str | os.PathLike | None = No
     failure = classify_failure(state, reason, tail)
     if state == LOST and failure != "lost":
         reason += f"; unified.log points at {failure}"
-    metrics = _runs.load_metrics(run_dir)
+    metrics = load_metrics(run_dir)
     params = _read_yaml(run_dir / _runs.PARAMS)
     return RunRow(run=run_dir.name, dir=str(run_dir), study=run_study(run_dir, root), status=state,
                   failure=failure, reason=reason, steps=steps_reached(run_dir, metrics),

@@ -136,16 +136,29 @@ class EpisodeReader:
         return int(self.builder(name).info.splits[split].num_examples)
 
     def read(self, name: str, index: int, split: str = "train") -> Episode:
+        """Episode ``index`` of ``split`` (cached; a TFDS slice ``split[i:i+1]`` reads only that episode)."""
         key = (name, int(index), split)
         if key in self._cache:
             return self._cache[key]
+        out = next(self.iter_episodes(name, split, start=int(index), stop=int(index) + 1))
+        if len(self._cache) > 32:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = out
+        return out
+
+    def iter_episodes(self, name: str, split: str = "train", start: int = 0, stop: Optional[int] = None):
+        """Episodes ``start .. stop-1`` in order, read as one stream (much faster than one slice each)."""
         from ..data.tfenv import import_tfds
 
         tfds = import_tfds()
+        stop_s = "" if stop is None else str(int(stop))
+        ds = self.builder(name).as_dataset(split=f"{split}[{int(start)}:{stop_s}]")
+        for i, ep in enumerate(tfds.as_numpy(ds)):
+            yield self._episode(name, int(start) + i, ep)
+
+    def _episode(self, name: str, index: int, ep: dict) -> Episode:
         spec = reg.get(name)
         literal = name in _literal_slash()
-        ds = self.builder(name).as_dataset(split=f"{split}[{int(index)}:{int(index) + 1}]")
-        ep = next(iter(tfds.as_numpy(ds)))
         frames, acts, states, instr = [], [], [], ""
         for i, step in enumerate(ep["steps"]):
             obs = step["observation"]
@@ -166,13 +179,9 @@ class EpisodeReader:
                 acts.append(np.asarray(step["action"], dtype=np.float32).ravel()[: spec.action_dims])
         meta = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else np.asarray(v).tolist())
                 for k, v in (ep.get("episode_metadata") or {}).items()}
-        out = Episode(dataset=name, index=int(index), frames=np.stack(frames), instruction=instr,
-                      actions=np.stack(acts) if acts else None, states=np.stack(states) if states else None,
-                      metadata=meta)
-        if len(self._cache) > 32:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = out
-        return out
+        return Episode(dataset=name, index=int(index), frames=np.stack(frames), instruction=instr,
+                       actions=np.stack(acts) if acts else None, states=np.stack(states) if states else None,
+                       metadata=meta)
 
 
 def _literal_slash() -> frozenset:

@@ -118,7 +118,8 @@ def plot_run_curves(ts, *, title: str = "", metrics: Optional[dict] = None) -> F
                 ax.fill_between(band.index, band[c + LO], band[c + HI], alpha=0.25)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes[n:]:
         ax.axis("off")

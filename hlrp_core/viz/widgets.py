@@ -277,7 +277,7 @@ class RunDashboard(W.VBox):
             self.figure_image.value = b""
             self.shown = {}
             return
-        metrics = rt._runs.load_metrics(row.dir)
+        metrics = rt.load_metrics(row.dir)
         ts = rt.read_timeseries(row.dir)
         self.image.value = F.to_png(F.plot_run_curves(ts, title=row.run, metrics=metrics))
         verdict = metrics.get("verdict", "(none recorded)")
@@ -396,6 +396,9 @@ class CodeInspector(W.VBox):
         k: Pair offset (default: the dataset's ``pair_offset_steps``).
     """
 
+    #: Pairs taken from one episode (evenly spaced t); more episodes are read until ``max_pairs`` is reached.
+    PAIRS_PER_EPISODE = 4
+
     def __init__(self, artifact: str | os.PathLike | None = None, *, labeller: Any = None,
                  roots: Optional[Sequence[str | os.PathLike]] = None, dataset: Optional[str] = None,
                  max_pairs: int = 256, k: Optional[int] = None, batch_size: int = 32):
@@ -434,10 +437,9 @@ class CodeInspector(W.VBox):
 
         n_ep = self.reader.num_episodes(dataset)
         pairs, actions, where = [], [], []
-        per_ep = max(1, max_pairs // max(1, n_ep))
-        for e in range(n_ep):
-            ep = self.reader.read(dataset, e)
-            T = len(ep)
+        per_ep = max(self.PAIRS_PER_EPISODE, -(-max_pairs // max(1, n_ep)))
+        for ep in self.reader.iter_episodes(dataset, "train", 0, min(n_ep, -(-max_pairs // per_ep) + 2)):
+            e, T = ep.index, len(ep)
             if T <= self.k:
                 continue
             for t in np.linspace(0, T - 1 - self.k, num=min(per_ep, T - self.k)).astype(int):
@@ -447,6 +449,7 @@ class CodeInspector(W.VBox):
                 where.append((e, int(t)))
             if len(pairs) >= max_pairs:
                 break
+        pairs, actions, where = pairs[:max_pairs], actions[:max_pairs], where[:max_pairs]
         if not pairs:
             raise ValueError(f"{dataset}: no episode is longer than k={self.k}")
         codes = []
