@@ -35,6 +35,7 @@ PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["sbatch", "squeue", "scancel", "sacct", "slurmctld", "slurmd", "munged"]
 FAST, SLOW = "hlrp_fast", "hlrp_slow"  # the two test queues; presets slurm_ci_fast / slurm_ci_slow name them
 LOCK_PATH = "/tmp/hlrp-slurm-tests.lock"
+LOCK_WAIT_S = 600
 
 
 @dataclass
@@ -256,7 +257,16 @@ def slurm_cluster():
         if missing:
             _skip_or_fail(f"SLURM binaries still missing after install: {missing}")
     lock = open(LOCK_PATH, "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)  # another session's cluster: wait for it to finish
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:  # another session's test cluster: wait for it to finish, but not for ever
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                _skip_or_fail(f"another test session held {LOCK_PATH} (its SLURM cluster) for {LOCK_WAIT_S} s")
+            time.sleep(1)
     root = Path(tempfile.mkdtemp(prefix="hlrp-slurm-"))
     try:
         cluster = start(root)
