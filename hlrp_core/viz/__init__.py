@@ -13,7 +13,8 @@ Figure helpers (return matplotlib Figures): ``plot_pair``, ``plot_run_curves``, 
 
 from .figures import (plot_code_action_scatter, plot_code_examples, plot_mix_shares, plot_pair, plot_run_curves,
                       to_png)
-from .widgets import CodeInspector, DatasetExplorer, RunDashboard
+from . import data_views
+from .widgets import CodeInspector, DatasetExplorer, RunDashboard, latest_artifact
 
-__all__ = ["CodeInspector", "DatasetExplorer", "RunDashboard", "plot_code_action_scatter", "plot_code_examples",
+__all__ = ["CodeInspector", "DatasetExplorer", "RunDashboard", "data_views", "latest_artifact", "plot_code_action_scatter", "plot_code_examples",
            "plot_mix_shares", "plot_pair", "plot_run_curves", "to_png"]

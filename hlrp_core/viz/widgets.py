@@ -381,6 +381,16 @@ def _flat_json(path: Path) -> dict:
     return {k: (json.dumps(v)[:200] if isinstance(v, (dict, list)) else v) for k, v in data.items()}
 
 
+def latest_artifact(root: str | os.PathLike | None = None, name: str = "laq_artifact.pt") -> Optional[Path]:
+    """The newest ``laq_artifact.pt`` under the outputs root (``<run>/laq_artifact.pt`` or
+    ``<run>/artifacts/laq_artifact.pt``), None when no Stage-1 run has written one yet."""
+    from ..paths import output_root
+
+    root = Path(root or output_root())
+    hits = [p for p in root.rglob(name) if p.is_file()] if root.exists() else []
+    return max(hits, key=lambda p: p.stat().st_mtime) if hits else None
+
+
 # ====================================================================================================================
 class CodeInspector(W.VBox):
     """Stage 1: label pairs (o_t, o_t+k) from a dataset with a LAQ, then pick a code slot and a code to see the
