@@ -330,8 +330,16 @@ class PairLoader:
         # time to first element: read + parse + decode one frame of each dataset's first eligible episode
         for ds in self.datasets:
             t0 = time.perf_counter()
-            fr = self._episode_frames(ds, ds.train_split, int(ds.train_pos[0]), use_cache=True)
-            decode_resize(fr[0], self.size, self.mode)
+            p0 = int(ds.train_pos[0])
+            fr = self._episode_frames(ds, ds.train_split, p0, use_cache=True)
+            try:
+                decode_resize(fr[0], self.size, self.mode)
+            except Exception as exc:  # noqa: BLE001
+                idx = self._train_idx(ds)
+                raise CorruptShardError(
+                    f"{idx.files[int(idx.file_idx[p0])]} (record at byte {int(idx.offset[p0])}): the first frame of "
+                    f"{ds.name} is not a decodable image ({type(exc).__name__}); the shard is corrupt: re-sync it "
+                    "or drop the dataset (weight: 0)") from None
             ds.report["first_element_s"] = round(time.perf_counter() - t0, 4)
             self.report.append(ds.report)
 
@@ -406,7 +414,8 @@ class PairLoader:
                      jpegs: list[bytes]) -> dict:
         s = int(idx.step_start[pos])
         a = reduce_action(idx, pos, t, k, ds.spec.action_kind)
-        return {"ds": ds.id, "name": ds.name, "jpeg": jpegs, "offs": offs,
+        where = f"{idx.files[int(idx.file_idx[pos])]} (record at byte {int(idx.offset[pos])})"
+        return {"ds": ds.id, "name": ds.name, "jpeg": jpegs, "offs": offs, "where": where,
                 "episode": int(pos) + _split_code(split) * 10 ** 9,
                 "episode_id": f"{ds.name}@{ds.src.version}/{split}/{int(pos)}", "t": int(t), "k": int(k),
                 "language": idx.strings[int(idx.lang_id[s + t])] if len(idx.lang_id) else "",
@@ -448,7 +457,13 @@ class PairLoader:
             for j in range(T):
                 jj = min(j, len(js) - 1)
                 if j < len(js):
-                    decode_resize(js[jj], S, self.mode, out=frames[b, :, j], chw=True)
+                    try:
+                        decode_resize(js[jj], S, self.mode, out=frames[b, :, j], chw=True)
+                    except Exception as exc:  # noqa: BLE001 - a bad image is a corrupt shard, named as such
+                        raise CorruptShardError(
+                            f"{s.get('where', s['episode_id'])}: frame {s['t'] + s['offs'][jj]} of {s['episode_id']} "
+                            f"is not a decodable image ({type(exc).__name__}: {exc}); the shard is corrupt: re-sync "
+                            "it or drop the dataset (weight: 0)") from None
                 else:
                     frames[b, :, j] = frames[b, :, jj]
                 offs[b, j] = s["offs"][jj]

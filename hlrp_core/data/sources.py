@@ -21,6 +21,10 @@ from .registry import DatasetSpec
 log = logging.getLogger(__name__)
 
 
+#: How long a ``gs://`` existence probe may take before it is reported as "no access".
+GCS_PROBE_TIMEOUT_S = 20.0
+
+
 class DataSourceError(RuntimeError):
     """A dataset cannot be found or read; the message names the path and the fix."""
 
@@ -65,7 +69,7 @@ def _is_gcs(p: str) -> bool:
     return p.startswith("gs://")
 
 
-def _exists(p: str, timeout_s: float = 20.0) -> bool:
+def _exists(p: str, timeout_s: float | None = None) -> bool:
     if not _is_gcs(p):
         return Path(p).is_dir()
     from .tfenv import import_tf
@@ -81,7 +85,7 @@ def _exists(p: str, timeout_s: float = 20.0) -> bool:
 
     th = threading.Thread(target=probe, daemon=True, name="hlrp-gcs-probe")
     th.start()
-    th.join(timeout_s)
+    th.join(GCS_PROBE_TIMEOUT_S if timeout_s is None else timeout_s)
     if th.is_alive() or "err" in out:
         why = "timed out" if th.is_alive() else f"{type(out['err']).__name__}: {str(out['err']).splitlines()[0]}"
         raise DataSourceError(f"cannot access {p} ({why}); GCS needs network access and credentials "
