@@ -69,9 +69,12 @@ class Submission:
                 lines += [f"# ---- {name}", text.rstrip()]
             lines += ["# ---- would run:"] + self.commands
         for j in self.jobs:
-            lines.append(f"submitted job {j['job_id']} to {j['preset']} ({j['partition']}, role {j['role']})")
+            if j["job_id"] == "local":
+                lines.append(f"ran here (backend local), exit {j['rc']}")
+            else:
+                lines.append(f"submitted job {j['job_id']} to {j['preset']} ({j['partition']}, role {j['role']})")
         for d in self.run_dirs:
-            lines.append(f"run directory (created when the job starts): {d}")
+            lines.append(f"run directory{'' if self.jobs and self.jobs[0]['job_id'] == 'local' else ' (created when the job starts)'}: {d}")
         if self.dir:
             lines.append(f"submission record: {self.dir}")
         return "\n".join(lines)
