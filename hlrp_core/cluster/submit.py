@@ -73,8 +73,9 @@ class Submission:
                 lines.append(f"ran here (backend local), exit {j['rc']}")
             else:
                 lines.append(f"submitted job {j['job_id']} to {j['preset']} ({j['partition']}, role {j['role']})")
+        ran_here = bool(self.jobs) and self.jobs[0]["job_id"] == "local"
         for d in self.run_dirs:
-            lines.append(f"run directory{'' if self.jobs and self.jobs[0]['job_id'] == 'local' else ' (created when the job starts)'}: {d}")
+            lines.append(f"run directory{'' if ran_here else ' (created when the job starts)'}: {d}")
         if self.dir:
             lines.append(f"submission record: {self.dir}")
         return "\n".join(lines)
