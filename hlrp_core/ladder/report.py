@@ -31,8 +31,8 @@ DEFAULT_NOISE = 0.10
 DASH = "—"
 #: metric -> keys tried in order (the loader rung writes ladder/*; training notebooks may use their own names)
 SOURCES = {
-    "steps_per_s": ("ladder/steps_per_s", "train/steps_per_s", "perf/steps_per_s"),
-    "samples_per_s": ("ladder/samples_per_s", "train/samples_per_s", "perf/samples_per_s"),
+    "steps_per_s": ("ladder/steps_per_s", "perf/steps_per_sec", "train/steps_per_s"),
+    "samples_per_s": ("ladder/samples_per_s", "perf/samples_per_sec", "train/samples_per_s"),
     "first_batch_s": ("ladder/first_batch_s", "train/first_batch_s", "perf/first_batch_s"),
     "peak_rss_mb": ("ladder/peak_rss_mb", "mem/peak_rss_mb"),
     "min_available_mb": ("ladder/min_available_mb", "mem/min_available_mb"),
@@ -101,6 +101,16 @@ def _fmt(v: Any, nd: int = 2) -> str:
     return str(v)
 
 
+def ladder_from_study(study: str) -> str:
+    """The report notebook's input selector: ``ladders/<name>`` (or ``<name>``, or a path to a ladder directory)
+    -> the ladder name/path ``build_report`` takes."""
+    study = str(study).rstrip("/")
+    try:
+        return str(ls.ladder_dir(study))
+    except ls.ConfigError:
+        return study.split("/")[-1]
+
+
 def collect(name: str) -> tuple[ls.LadderSpec, list[ls.Rung], dict[str, dict]]:
     spec = ls.load_spec(name)
     rungs = ls.expand(spec)
@@ -138,8 +148,8 @@ def build_report(name: str, out_dir: str | Path | None = None, include_smoke: bo
             else:
                 delta = (vals["samples_per_s"] - base_mean) / base_mean
                 verdict = "tie" if abs(delta) <= band else ("faster" if delta > 0 else "slower")
-        rows.append({"rung": r.rung_id, "changed knob": r.knob or "(baseline)", "value": r.value or DASH,
-                     "effective value": eff if r.knob else DASH, "status": status,
+        rows.append({"rung": r.rung_id, "changed knob": r.knob or "(baseline)", "value": r.value or "(baseline)",
+                     "effective value": eff if r.knob else "(baseline)", "status": status,
                      "steps/s": vals["steps_per_s"], "samples/s": vals["samples_per_s"],
                      "first batch s": vals["first_batch_s"], "peak RSS MB": vals["peak_rss_mb"],
                      "min MemAvailable MB": vals["min_available_mb"],

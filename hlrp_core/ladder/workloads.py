@@ -2,8 +2,10 @@
 
 ``loader_batches(cfg)`` returns ``(name, make_batches)`` for ``measure.measure_loop``:
 
-- ``adapter``: ``hlrp_core.data.loader`` (the data adapter), when it provides ``train_batches(cfg)`` or
-  ``build_loader(cfg)``; every ``data.*`` knob then acts as DATA_ADAPTER.md describes.
+- ``adapter`` (default whenever ``hlrp_core.data.loader.PairLoader`` exists): the data adapter's train stream
+  (``PairLoader(cfg, split="train", with_val=False)``: the constructor is inside the first-batch time; its RAM
+  guard raises ``RamGuardError`` -> status ``ram-guard``); every ``data.*`` knob acts as DATA_ADAPTER.md
+  describes. Needs the data (``data.root``, or the embedded data: ``hlrp data make-demo``).
 - ``standin``: real JPEG work without TFDS: ``STANDIN_FRAMES`` procedural frames encoded once (JPEG q90, 160x120),
   then every batch decodes ``batch_size`` pairs (2 frames each) and resizes them to ``data.preprocess.image_size``
   in a thread pool of ``effective_knobs(cfg)["threads"]`` workers (the data adapter's one global thread budget),
@@ -23,16 +25,31 @@ STANDIN_FRAMES = 48
 STANDIN_HW = (120, 160)
 
 
+class AdapterStream:
+    """The data adapter's train stream as a closable iterator (``close()`` joins the loader's threads)."""
+
+    def __init__(self, cfg: Any):
+        from ..data.loader import PairLoader
+
+        self.loader = PairLoader(cfg, split="train", with_val=False)
+        self._it = iter(self.loader)
+
+    def __iter__(self) -> "AdapterStream":
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._it)
+
+    def close(self) -> None:
+        self.loader.close()
+
+
 def _adapter_factory(cfg: Any) -> Callable[[], Iterable[Any]] | None:
     try:
-        from ..data import loader as dl  # type: ignore[attr-defined]
+        from ..data.loader import PairLoader  # noqa: F401
     except ImportError:
         return None
-    for name in ("train_batches", "build_loader"):
-        fn = getattr(dl, name, None)
-        if callable(fn):
-            return lambda: fn(cfg)
-    return None
+    return lambda: AdapterStream(cfg)
 
 
 def _threads(cfg: Any) -> int:
@@ -102,9 +119,9 @@ class StandinLoader:
         self.pool.shutdown(wait=True)
 
 
-def loader_batches(cfg: Any) -> tuple[str, Callable[[], Iterable[Any]]]:
-    """(workload name, factory of the batch iterator) for a loader-only rung."""
-    factory = _adapter_factory(cfg)
+def loader_batches(cfg: Any, standin: bool = False) -> tuple[str, Callable[[], Iterable[Any]]]:
+    """(workload name, factory of the batch iterator) for a loader-only rung; ``standin=True`` forces the stand-in."""
+    factory = None if standin else _adapter_factory(cfg)
     if factory is not None:
         return "adapter", factory
     return "standin", lambda: StandinLoader(cfg, seed=int(getattr(cfg, "seed", 0)))
