@@ -218,3 +218,12 @@ def mix_shares(dataset_names: Iterable[str], weights: dict[str, float]):
                          "target": [float(weights.get(k, 0.0)) / total_w for k in keys],
                          "realised": [names.count(k) / n for k in keys],
                          "count": [names.count(k) for k in keys]})
+
+
+def loader_mix(loader) -> tuple[dict[str, float], Any]:
+    """(target weights {name: resolved weight}, ``sample_batch`` callable) from the data adapter's ``PairLoader``:
+    each call draws the next real train batch and returns its ``dataset_name`` list."""
+    weights = {x.name: float(x.weight) for x in getattr(loader, "datasets", [])} or \
+        {n: 1.0 for n in getattr(loader, "dataset_names", [])}
+    it = iter(loader)
+    return weights, lambda: list(next(it)["dataset_name"])

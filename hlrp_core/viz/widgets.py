@@ -52,11 +52,16 @@ class DatasetExplorer(W.VBox):
             loader). Default: draw ``batch_size`` samples with the data adapter's deterministic key sampler when it
             is importable, else by the weights with numpy.
         batch_size: Samples per mix batch.
+        loader: A data adapter ``PairLoader`` (``hlrp_core.data.loader.PairLoader(cfg, with_val=False)``): the mix
+            view then draws real train batches and uses the loader's resolved weights as targets.
     """
 
     def __init__(self, roots: Optional[Sequence[str | os.PathLike]] = None, datasets: Optional[Sequence[str]] = None,
                  weights: Optional[dict[str, float]] = None,
-                 sample_batch: Optional[Callable[[], Sequence[str]]] = None, batch_size: int = 64):
+                 sample_batch: Optional[Callable[[], Sequence[str]]] = None, batch_size: int = 64,
+                 loader: Any = None):
+        if loader is not None:
+            weights, sample_batch = dv.loader_mix(loader)
         found = dv.available_datasets(roots)
         if datasets is not None:
             found = {n: p for n, p in found.items() if n in set(datasets)}

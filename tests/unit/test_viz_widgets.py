@@ -103,6 +103,21 @@ def test_explorer_mix_shares(explorer):
     assert t.loc["embedded_tabletop", "realised"] == pytest.approx(0.8, abs=0.05)
 
 
+def test_explorer_mix_from_the_data_loader(embedded_root):
+    from hlrp_core.config import load
+    from hlrp_core.data.loader import PairLoader
+
+    cfg = load("", [f"data.root={embedded_root}", "data.loader.batch_size=16"], smoke=True)
+    loader = PairLoader(cfg, split="train", with_val=False)
+    try:
+        x = DatasetExplorer(roots=[embedded_root], loader=loader)
+        table = x.sample_mix().set_index("dataset")
+    finally:
+        loader.close()
+    assert set(x.weights) == set(loader.dataset_names) and int(table["count"].sum()) == 16
+    assert table["target"].sum() == pytest.approx(1.0) and table["realised"].sum() == pytest.approx(1.0)
+
+
 def test_explorer_without_data(tmp_path):
     x = DatasetExplorer(roots=[tmp_path])
     assert list(x.dataset.options) == [] and "no datasets found" in x.info.value
