@@ -361,6 +361,25 @@ class AdapterConfig:
 
 
 @dataclass
+class BenchConfig:
+    """``data.bench.*``: the loader-only benchmark (``hlrp data bench``, ``notebooks/01_data_throughput.ipynb``).
+
+    Args:
+        batches: Measured batches per round, after the warm-up.
+        warmup: Warm-up batches (not measured; the first one gives ``first_batch_s``).
+        rounds: Measurement rounds, each followed by the decode bound on the same frames; medians are reported.
+        val_cycles: Validation passes over the fixed val set; RSS and thread count are logged after each.
+        reference: Also run the Octo/dlimp-style tf.data reference pipeline on the same data and cores.
+    """
+
+    batches: int = 100
+    warmup: int = 10
+    rounds: int = 2
+    val_cycles: int = 10
+    reference: bool = False
+
+
+@dataclass
 class DataConfig:
     """``data.*``.
 
@@ -371,6 +390,7 @@ class DataConfig:
         loader: Batching and worker knobs.
         preprocess: Image size and resize mode.
         adapter: Budgets and the seed's ``data.adapter.tf.*`` knobs.
+        bench: Loader benchmark sizing.
     """
 
     root: str = ""
@@ -378,6 +398,7 @@ class DataConfig:
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
     def validate(self, problems: list[str]) -> None:
         """All cross-knob rules (DATA_ADAPTER 1.5, C1-C11). Pure: no thread, TF object or file handle."""
@@ -510,6 +531,10 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
     check(problems, d.adapter.threads >= 0, f"data.adapter.threads={d.adapter.threads} must be >= 0 (0 = auto)")
     check(problems, d.adapter.ram_budget_mb >= 64,
           f"data.adapter.ram_budget_mb={d.adapter.ram_budget_mb} must be >= 64 (MiB)")
+    b = d.bench
+    check(problems, b.batches >= 1 and b.warmup >= 1 and b.rounds >= 1 and b.val_cycles >= 0,
+          f"data.bench: batches={b.batches}, warmup={b.warmup}, rounds={b.rounds} must be >= 1 and val_cycles="
+          f"{b.val_cycles} >= 0")
     check(problems, d.adapter.val_samples_per_dataset >= 1,
           f"data.adapter.val_samples_per_dataset={d.adapter.val_samples_per_dataset} must be >= 1 (the val set must "
           "be non-empty per dataset)")

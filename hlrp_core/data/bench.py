@@ -73,11 +73,46 @@ def decode_bound(pairs: list[list[bytes]], size: int, mode: str, threads: int) -
     return {"decode_bound_pairs_per_s": len(pairs) / t_bound, "bare_decode_pairs_per_s": len(pairs) / t_bare}
 
 
-def run_bench(cfg: Any, batches: int = 100, warmup: int = 10, val_cycles: int = 10, rounds: int = 2,
+def reference_bench(loader, batches: int, warmup: int, timeout_s: float = 600.0) -> dict:
+    """Run the Octo/dlimp-style tf.data pipeline (``hlrp_core.data.reference``) on the loader's datasets, in a child
+    process on the same cores, and return its figures (``reference_*`` keys) or ``{"reference_error": ...}``."""
+    import subprocess
+    import tempfile
+
+    spec = {"threads": loader.threads, "batch_size": loader.batch_size, "image_size": loader.size,
+            "batches": batches, "warmup": warmup, "shuffle": 1000,
+            "datasets": [{"files": loader._train_idx(ds).files, "image_feature": f"steps/{ds.spec.image_path}",
+                          "k": ds.k_min, "weight": ds.weight} for ds in loader.datasets]}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(spec, f)
+    try:
+        out = subprocess.run([sys.executable, "-m", "hlrp_core.data.reference", f.name], capture_output=True,
+                             text=True, timeout=timeout_s, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        line = [l for l in out.stdout.splitlines() if l.startswith("{")]
+        if out.returncode != 0 or not line:
+            return {"reference_error": (out.stderr or out.stdout)[-500:]}
+        return json.loads(line[-1])
+    except subprocess.TimeoutExpired:
+        return {"reference_error": f"timed out after {timeout_s} s"}
+    finally:
+        os.unlink(f.name)
+
+
+def run_bench(cfg: Any, batches: Optional[int] = None, warmup: Optional[int] = None,
+              val_cycles: Optional[int] = None, rounds: Optional[int] = None, reference: Optional[bool] = None,
               log=print) -> dict:
-    """Benchmark the loader for ``cfg`` (a loaded ``Config``). Returns the figures as a flat-ish dict."""
+    """Benchmark the loader for ``cfg`` (a loaded ``Config``); sizes default to ``cfg.data.bench``. Returns the
+    figures as a dict (see the module docstring; ``--json`` prints it)."""
+    import torch  # noqa: F401 - part of the import baseline, not of the loader's RSS
+
     from .loader import PairLoader
 
+    bc = (cfg.data if hasattr(cfg, "data") else cfg).bench
+    batches = bc.batches if batches is None else batches
+    warmup = bc.warmup if warmup is None else warmup
+    val_cycles = bc.val_cycles if val_cycles is None else val_cycles
+    rounds = bc.rounds if rounds is None else rounds
+    reference = bc.reference if reference is None else reference
     base_rss = rss_mb()
     threads_before = threading.active_count()
     t0 = time.perf_counter()
@@ -89,15 +124,17 @@ def run_bench(cfg: Any, batches: int = 100, warmup: int = 10, val_cycles: int = 
         for _ in range(warmup):
             loader.next_train()
         out["first_batch_s"] = round(loader.first_batch_s or 0.0, 3)
-        loader_rates, bound, bare, stage_s = [], [], [], {}
+        loader_rates, bound, bare, stage_s, cpu_rates, cpu_util = [], [], [], {}, [], []
         for r in range(rounds):
             s0 = dict(loader.timers.s)
             i_start = loader.next_index
-            tb = time.perf_counter()
+            tb, cb = time.perf_counter(), time.process_time()
             for _ in range(batches):
                 loader.next_train()
-            dt = time.perf_counter() - tb
+            dt, cpu = time.perf_counter() - tb, time.process_time() - cb
             loader_rates.append(batches * bs / dt)
+            cpu_rates.append(batches * bs / max(cpu, 1e-9))
+            cpu_util.append(cpu / dt)
             stage_s = {k: round(v - s0.get(k, 0.0), 3) for k, v in loader.timers.s.items()}
             # the same frames, from RAM: bound and bare decode on the same thread count
             keys = loader.keys(i_start, min(batches * bs, 4000))
@@ -126,6 +163,8 @@ def run_bench(cfg: Any, batches: int = 100, warmup: int = 10, val_cycles: int = 
             "pairs_per_s": round(pps, 2), "decode_bound_pairs_per_s": round(B, 2),
             "bare_decode_pairs_per_s": round(float(np.median(bare)), 2), "ratio": round(pps / B, 4),
             "pairs_per_s_rounds": [round(x, 2) for x in loader_rates],
+            "pairs_per_cpu_s": round(float(np.median(cpu_rates)), 2),
+            "cpu_utilisation": round(float(np.median(cpu_util)), 3),
             "decode_bound_rounds": [round(x, 2) for x in bound],
             "ratio_best_round": round(max(a / b for a, b in zip(loader_rates, bound)), 4),
             "startup_s": round(startup_s, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -139,6 +178,14 @@ def run_bench(cfg: Any, batches: int = 100, warmup: int = 10, val_cycles: int = 
             "val_samples": st["val_samples"], "input_wait_s": st["input_wait_s"],
             "startup_report": loader.report,
         })
+        if reference:
+            log("running the Octo/dlimp-style tf.data reference pipeline in a child process ...")
+            ref = reference_bench(loader, batches, warmup)
+            out.update(ref)
+            if "reference_pairs_per_s" in ref:
+                out["speedup_vs_reference"] = round(pps / ref["reference_pairs_per_s"], 3)
+                out["cpu_efficiency_vs_reference"] = round(out["pairs_per_cpu_s"] / ref["reference_pairs_per_cpu_s"],
+                                                           3)
     finally:
         tc = time.perf_counter()
         loader.close()
@@ -158,10 +205,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", default="", help="experiment preset to start from")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set data=oxe_local_spe0 --set data.loader.batch_size=48)")
-    p.add_argument("--batches", type=int, default=100, help="measured batches per round (after warm-up)")
-    p.add_argument("--warmup", type=int, default=10, help="warm-up batches")
-    p.add_argument("--rounds", type=int, default=2, help="measurement rounds (median reported)")
-    p.add_argument("--val-cycles", type=int, default=10, help="validation passes (RSS logged after each)")
+    p.add_argument("--batches", type=int, default=None, help="measured batches per round (default data.bench.batches)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up batches (default data.bench.warmup)")
+    p.add_argument("--rounds", type=int, default=None, help="measurement rounds, median reported")
+    p.add_argument("--val-cycles", type=int, default=None, help="validation passes (RSS logged after each)")
+    p.add_argument("--reference", action="store_true", default=None,
+                   help="also run the Octo/dlimp-style tf.data pipeline on the same data (child process)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
 
 
@@ -196,7 +245,8 @@ def cmd_bench(args) -> int:
     try:
         cfg = config_for(args)
         res = run_bench(cfg, batches=args.batches, warmup=args.warmup, val_cycles=args.val_cycles,
-                        rounds=args.rounds, log=(lambda *a: None) if args.json else print)
+                        rounds=args.rounds, reference=args.reference,
+                        log=(lambda *a: None) if args.json else print)
     except (ConfigError, DataSourceError, CorruptShardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -210,7 +260,11 @@ def cmd_bench(args) -> int:
     keys = ["num_datasets", "batch_size", "image_size", "threads", "pairs_per_s", "decode_bound_pairs_per_s",
             "bare_decode_pairs_per_s", "ratio", "first_batch_s", "startup_s", "peak_rss_mb", "loader_rss_mb",
             "rss_after_val_cycles_mb", "threads_after_val_cycles", "stage_s_last_round", "close_s",
-            "loader_threads_left"]
+            "loader_threads_left", "pairs_per_cpu_s", "cpu_utilisation", "reference_pairs_per_s", "reference_pairs_per_cpu_s",
+            "reference_cpu_utilisation", "reference_peak_rss_mb", "speedup_vs_reference",
+            "cpu_efficiency_vs_reference",
+            "reference_error"]
     for k in keys:
-        print(f"{k:28s} {res.get(k)}")
+        if k in res:
+            print(f"{k:28s} {res.get(k)}")
     return 0
