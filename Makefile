@@ -42,7 +42,7 @@ test-notebooks: data
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout 600 notebooks $(PYTEST_ARGS)
 
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean-outputs:
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
