@@ -583,6 +583,15 @@ class PairLoader:
             chunk = self.val_samples[b0: b0 + self.batch_size]
             yield self._collate(chunk, np.arange(b0, b0 + len(chunk)))
 
+    def browse_batch(self, per_dataset: int = 2) -> dict:
+        """A batch with the first ``per_dataset`` fixed validation samples of every dataset (for browsing)."""
+        chosen, seen = [], {}
+        for smp in self.val_samples:
+            if seen.get(smp["ds"], 0) < per_dataset:
+                seen[smp["ds"]] = seen.get(smp["ds"], 0) + 1
+                chosen.append(smp)
+        return self._collate(chosen, np.arange(len(chosen)))
+
     def num_val_batches(self) -> int:
         return max(1, -(-len(self.val_samples) // self.batch_size)) if not self.synthetic else 1
 
