@@ -219,9 +219,9 @@ def _figures(table: Any, band: float, base_mean: Optional[float], name: str, out
         colors = ["#888888" if r.endswith("baseline") else
                   {"faster": "#2a9d4b", "slower": "#c0392b"}.get(v, "#4a78b5") for r, v in zip(ok["rung"],
                                                                                              ok["verdict"])]
-        ax.barh(list(ok["rung"]), list(ok[col]), color=colors)
+        ax.barh(list(ok["rung"]), list(ok[col]), color=colors, zorder=2)
         if col == "samples/s" and base_mean:
-            ax.axvspan(base_mean * (1 - band), base_mean * (1 + band), color="#cccccc", alpha=0.5,
+            ax.axvspan(base_mean * (1 - band), base_mean * (1 + band), color="#dddddd", zorder=0,
                        label=f"baseline ±{band * 100:.0f}% (noise)")
             ax.legend(loc="lower right")
         ax.invert_yaxis()
