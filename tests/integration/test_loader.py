@@ -271,3 +271,25 @@ def test_bench_reports_the_figures(mcfg):
     assert res["pairs_per_s"] > 0 and res["ratio"] > 0 and len(res["rss_after_val_cycles_mb"]) == 3
     assert res["loader_threads_left"] == [] and res["num_datasets"] == len(MIRROR_SETS)
     assert len(set(res["threads_after_val_cycles"])) == 1
+
+
+def test_ram_guard_stops_cleanly_with_a_reason(mirror_root, tmp_path):
+    from hlrp_core.data.loader import RamGuardError
+
+    cfg = _cfg(mirror_root, tmp_path, ["data.adapter.ram_guard_min_available_mb=100000000"], datasets=["bridge"])
+    loader = PairLoader(cfg)
+    with pytest.raises(RamGuardError) as err:
+        loader.next_train()
+    assert "MemAvailable" in str(err.value) and "ram_guard_min_available_mb" in str(err.value)
+    assert loader._closed and not loader.threads_alive()
+
+
+def test_stall_timeout_names_knob_and_dataset(mirror_root, tmp_path):
+    from hlrp_core.data.loader import StallError
+
+    cfg = _cfg(mirror_root, tmp_path, ["data.adapter.tf.mixing.python_prefetch_wait_timeout_s=0.000001",
+                                       "data.preprocess.image_size=256"], datasets=["bridge"])
+    with open_loader(cfg) as loader:
+        with pytest.raises(StallError) as err:
+            loader.next_train()
+    assert "python_prefetch_wait_timeout_s" in str(err.value)
