@@ -42,12 +42,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         results = run_ladder(args.name, backend=args.backend, max_parallel=args.max_parallel,
                              include_duplicates=args.include_duplicates, cluster=args.cluster or "",
-                             kernel=args.kernel or "")
+                             kernel=args.kernel or "", dry_run=args.dry_run)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.backend == "slurm":
-        print(f"submitted: {results}")
+        if results is not None:
+            print(results.describe() if hasattr(results, "describe") else results)
         return 0
     bad = [r for r in results if r.status in ("fail", "lost")]
     print(f"hlrp ladder run: {len(results)} run(s): " +
@@ -84,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--include-duplicates", action="store_true", help="also run rungs flagged duplicate/no-op")
     r.add_argument("--cluster", help="cluster preset for --backend slurm")
     r.add_argument("--kernel", help="Jupyter kernel (default: hlrp)")
+    r.add_argument("--dry-run", action="store_true", help="slurm: print the submission, submit nothing")
     r.set_defaults(func=_cmd_run)
     rp = lsub.add_parser("report", help="aggregate the rung runs: table, CSV, markdown, bar plots")
     rp.add_argument("name")

@@ -175,22 +175,32 @@ def run_local(spec: ls.LadderSpec, rungs: list[ls.Rung], max_parallel: int = 1, 
 
 
 def run_slurm(spec: ls.LadderSpec, rungs: list[ls.Rung], max_parallel: int = 0, cluster: str = "",
-              include_duplicates: bool = False) -> Any:
+              include_duplicates: bool = False, dry_run: bool = False) -> Any:
+    """Submit the rungs still to run as one SLURM job array (``hlrp_core.cluster.submit_array``); task i runs the
+    merged parameter file of rung i into ``outputs/ladders/<ladder>/<timestamp>_<rung_id>`` like the local backend
+    (baseline repeats are named ``<rung_id>-2``, ``-3``, ...)."""
     try:
-        from .. import cluster as cl
-
-        submit_array = getattr(cl, "submit_array")
-    except (ImportError, AttributeError):
-        raise ConfigError("--backend slurm needs hlrp_core.cluster.submit_array(rung_param_files, notebook, cluster, "
-                          "max_parallel) from the cluster issue, which is not available in this checkout; use "
-                          "--backend local") from None
+        from ..cluster import submit_array
+    except ImportError:
+        raise ConfigError("--backend slurm needs hlrp_core.cluster.submit_array (the cluster issue), which is not "
+                          "available in this checkout; use --backend local") from None
+    if not cluster:
+        raise ConfigError("--backend slurm needs --cluster <preset> (see hlrp_core/configs/cluster/)")
     todo = plan(spec, rungs, include_duplicates)
-    files = [str(write_params(spec, r)) for r in todo]
-    return submit_array(files, spec.notebook, cluster, max_parallel)
+    if not todo:
+        print(f"hlrp ladder run {spec.name}: nothing to submit (every launchable rung has a finished run)")
+        return None
+    files, names, seen = [], [], {}
+    for r in todo:
+        files.append(str(write_params(spec, r)))
+        seen[r.rung_id] = seen.get(r.rung_id, 0) + 1
+        names.append(r.rung_id if seen[r.rung_id] == 1 else f"{r.rung_id}-{seen[r.rung_id]}")
+    return submit_array(files, spec.notebook, cluster, max_parallel, names=names, study=f"ladders/{spec.name}",
+                        dry_run=dry_run)
 
 
 def run_ladder(name: str, backend: str = "local", max_parallel: int = 1, include_duplicates: bool = False,
-               cluster: str = "", kernel: str = "") -> list[RungRun] | Any:
+               cluster: str = "", kernel: str = "", dry_run: bool = False) -> list[RungRun] | Any:
     spec = ls.load_spec(name)
     rungs = ls.expand(spec)
     problems = ls.drift(spec, rungs)
@@ -200,7 +210,7 @@ def run_ladder(name: str, backend: str = "local", max_parallel: int = 1, include
     if backend == "local":
         return run_local(spec, rungs, max_parallel, include_duplicates, kernel)
     if backend == "slurm":
-        return run_slurm(spec, rungs, max_parallel, cluster, include_duplicates)
+        return run_slurm(spec, rungs, max_parallel, cluster, include_duplicates, dry_run)
     raise ConfigError(f"--backend {backend!r}: use local or slurm")
 
 

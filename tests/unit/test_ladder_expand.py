@@ -4,6 +4,7 @@ import functools
 import shutil
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -211,3 +212,17 @@ def test_report_noise_band_ties_and_best(tmp_path, monkeypatch):
     assert rep.best.startswith(f"best: {rungs[1].rung_id}")
     assert (root / "ladders" / spec.name / "report" / "ladder_report.csv").exists()
     assert "| r000_baseline |" in rep.markdown
+
+
+def test_slurm_backend_dry_run_names_runs_like_local(tmp_path, monkeypatch):
+    monkeypatch.setenv("HLRP_OUTPUT_ROOT", str(tmp_path / "out"))
+    spec, rungs = _expanded("data_loader_smoke")
+    sub = lrun.run_slurm(spec, rungs, max_parallel=2, cluster="slurm_ci_fast", dry_run=True)
+    names = [p.rsplit("/", 1)[-1][20:] for p in sub.run_dirs]
+    assert names[:3] == ["r000_baseline", "r000_baseline-2", "r000_baseline-3"]
+    assert all(p.startswith(str(tmp_path / "out" / "ladders" / "data_loader_smoke")) for p in sub.run_dirs)
+    assert {lrun._rung_of_dir(Path(p), [r.rung_id for r in rungs]) for p in sub.run_dirs} == \
+        {r.rung_id for r in rungs}
+    assert any("--array=0-6%2" in c for c in sub.commands)
+    with pytest.raises(ls.ConfigError, match="--cluster"):
+        lrun.run_slurm(spec, rungs, cluster="")
