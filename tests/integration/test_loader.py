@@ -293,3 +293,34 @@ def test_stall_timeout_names_knob_and_dataset(mirror_root, tmp_path):
         with pytest.raises(StallError) as err:
             loader.next_train()
     assert "python_prefetch_wait_timeout_s" in str(err.value)
+
+
+def test_stride_frames_with_a_gap_range_and_resize_modes(mirror_root, tmp_path):
+    from hlrp_core.config.data import DatasetEntry
+
+    for mode in ("letterbox", "center_crop", "squash"):
+        cfg = _cfg(mirror_root, tmp_path, ["data.adapter.tf.pair_frames.mode=stride",
+                                           "data.adapter.tf.pair_frames.stride=2", f"data.preprocess.resize_mode={mode}"])
+        cfg.data.dataset.oxe.datasets = [DatasetEntry("bridge", "train[:8]", "train[8:]", 2, 5, weight=1.0)]
+        with open_loader(cfg) as loader:
+            b = loader.next_train()
+        k = b["offset"]
+        assert ((k >= 2) & (k <= 5)).all() and len(set(k.tolist())) > 1  # k drawn per sample from [2, 5]
+        T = b["frames"].shape[2]
+        assert T == 4  # k=5 -> offsets 0,2,4,5
+        fo = b["frame_offset"]
+        assert (fo[:, 0] == 0).all() and (fo.max(1).values == k).all()
+        rows = b["frames"][:, :, 0].float().mean(dim=(1, 3))  # [B, H]: bridge is 480x640 (wider than tall)
+        if mode == "letterbox":
+            assert (rows[:, 0] == 0).all() and (rows[:, 16] > 0).all()  # padded top, image in the middle
+        else:
+            assert (rows[:, 0] > 0).all()
+
+
+def test_synthetic_data_touches_no_files(tmp_path):
+    cfg = load("", ["data.adapter.tf.debug.use_synthetic_data=true", f"data.root={tmp_path}/nothing",
+                    "data.loader.batch_size=4", "data.preprocess.image_size=16"])
+    with open_loader(cfg) as loader:
+        b = loader.next_train()
+        assert tuple(b["frames"].shape) == (4, 3, 2, 16, 16) and int(b["frames"].max()) == 0
+        assert len(list(loader.val_batches())) == 1
