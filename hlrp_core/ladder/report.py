@@ -140,6 +140,8 @@ def build_report(name: str, out_dir: str | Path | None = None, include_smoke: bo
             note, vals = r.reason, {k: None for k in SOURCES}
         else:
             status, note, vals = m["status"], m["detail"], m["values"]
+            if r.status != ls.OK:  # measured anyway (--include-duplicates, or run before a re-expand)
+                note = f"{r.status}: {r.reason}" + (f"; {note}" if note else "")
         eff = ", ".join(str(v) for v in r.effective.values()) if r.effective else DASH
         delta, verdict = None, DASH
         if status == "pass" and base_mean and vals["samples_per_s"] is not None:

@@ -40,6 +40,7 @@ LADDER_FILE = "ladder.yaml"
 MODES = ("one_knob", "product", "zip")
 OK, INVALID, DUPLICATE = "ok", "invalid-config", "duplicate"
 #: Keys that never make two rungs different (names, bookkeeping).
+_REQUESTED = re.compile(r"\s*\(requested [^)]*\)")
 _IGNORED_KEYS = ("experiment.name", "experiment.study", "experiment.description", "experiment.preset")
 
 
@@ -204,7 +205,8 @@ def effective_signature(cfg: Any) -> dict[str, Any]:
                 flat.pop(k)
     for k, v in eff.items():
         if k != "no_op_knobs_set":
-            flat[f"effective.{k}"] = v
+            # budget knobs report "shared pool of 3 (requested 2)": the request alone changes nothing
+            flat[f"effective.{k}"] = _REQUESTED.sub("", v) if isinstance(v, str) else v
     return flat
 
 
