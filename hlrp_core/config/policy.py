@@ -62,6 +62,9 @@ class PolicyConfig:
             0 = the backbone's own vision ``image_size`` (64 for tiny, 512 for SmolVLM2-500M).
         system_prompt: Text placed before the instruction (``"{system_prompt}\\n{instruction}"``).
         max_text_tokens: Truncation length of the text part of the prompt (image tokens come on top).
+        readout: How the backbone's last hidden states become the head input [B,H]: ``mean`` (masked mean over
+            image + prompt tokens, the predecessor's pooled head), ``last`` (the last prompt token, which attends to
+            everything before it) or ``mean_last`` (the average of the two).
         dtype: Backbone dtype: ``float32`` or ``bfloat16`` (heads, time embeddings and losses always run in fp32).
         freeze_vision: Freeze the vision tower and connector (raises if the pattern matches no parameters).
         flow_steps: Euler steps when sampling the flow head (MODELS.md 2.3; [pred] 8).
@@ -86,6 +89,7 @@ class PolicyConfig:
     image_size: int = 0
     system_prompt: str = "You are a robot. Predict the latent action for the instruction."
     max_text_tokens: int = 48
+    readout: str = "mean"
     dtype: str = "float32"
     freeze_vision: bool = False
     flow_steps: int = 8
@@ -103,6 +107,7 @@ class PolicyConfig:
 
     def validate(self, problems: list[str]) -> None:
         check_choice(problems, "model.policy.mode", self.mode, POLICY_MODES)
+        check_choice(problems, "model.policy.readout", self.readout, ["mean", "last", "mean_last"])
         check_choice(problems, "model.policy.dtype", self.dtype, ["float32", "bfloat16"])
         check(problems, bool(self.backbone), "model.policy.backbone is empty; use 'tiny' or a local directory")
         if self.backbone != "tiny":

@@ -20,7 +20,7 @@ LOSS_DEFINITION = "flow_velocity_mse_std.v1"
 HPARAMS_SCHEMA = 1
 
 #: Manifest keys a consumer's config must match.
-_CHECKED = ["backbone", "mode", "image_size", "image_seq_len", "latent_vector_dim", "codebook_size", "code_seq_len",
+_CHECKED = ["backbone", "mode", "readout", "image_size", "image_seq_len", "latent_vector_dim", "codebook_size", "code_seq_len",
             "code_dim", "flow_steps", "flow_hidden_dim", "min_period", "max_period", "time_beta_alpha",
             "time_beta_beta", "action_dim", "tokenizer_hash", "dtype", "tiny"]
 
@@ -44,7 +44,7 @@ def policy_manifest(policy: Any, laq_identity: dict, source_run_dir: str = "", s
     pc = policy.pcfg
     spec = policy.spec
     return {
-        "backbone": pc.backbone, "mode": pc.mode, "dtype": pc.dtype, "tiny": asdict(pc.tiny) if pc.backbone == "tiny" else None,
+        "backbone": pc.backbone, "mode": pc.mode, "readout": pc.readout, "dtype": pc.dtype, "tiny": asdict(pc.tiny) if pc.backbone == "tiny" else None,
         "image_size": policy.image_size, "image_seq_len": policy.processor.image_seq_len,
         "hidden_size": policy.hidden_size, "latent_vector_dim": spec.flat_dim, "codebook_size": spec.codebook_size,
         "code_seq_len": spec.code_seq_len, "code_dim": spec.code_dim, "flow_steps": pc.flow_steps,

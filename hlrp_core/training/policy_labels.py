@@ -93,6 +93,26 @@ class FrozenLAQLabeller(LatentLabeller):
         return codes.long().detach(), vectors.float().detach()
 
 
+#: Where the Stage-1 package exposes its artifact loader ``(path) -> model | (model, manifest)``, first hit wins.
+LAQ_LOADERS = [("hlrp_core.training.laq_artifact", "load_laq_artifact"),
+               ("hlrp_core.training.artifacts", "load_laq_artifact"),
+               ("hlrp_core.models.laq", "load_laq_artifact"),
+               ("hlrp_core.models.laq", "load_artifact")]
+
+
+def _find_laq_loader():
+    import importlib
+
+    for mod, fn in LAQ_LOADERS:
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        if hasattr(m, fn):
+            return getattr(m, fn)
+    return None
+
+
 def load_laq_labeller(path: Optional[str], device: Any = "cpu") -> FrozenLAQLabeller:
     """Load the frozen Stage-1 LAQ from ``laq_artifact.pt``.
 
@@ -113,13 +133,9 @@ def load_laq_labeller(path: Optional[str], device: Any = "cpu") -> FrozenLAQLabe
         if not cand.exists():
             raise LAQArtifactError(f"model.laq.artifact={path!r} is a directory without artifacts/laq_artifact.pt")
         p = cand
-    try:
-        from ..models import laq as laq_pkg  # the LAQ engineer's package
-    except ImportError as e:  # pragma: no cover - only before Stage 1 lands
-        raise LAQArtifactError(f"cannot import hlrp_core.models.laq to load {p}: {e}") from e
-    loader = getattr(laq_pkg, "load_laq_artifact", None) or getattr(laq_pkg, "load_artifact", None)
+    loader = _find_laq_loader()
     if loader is None:
-        raise LAQArtifactError("hlrp_core.models.laq provides no load_laq_artifact(); cannot load the LAQ")
+        raise LAQArtifactError(f"no Stage-1 artifact loader found (looked for {LAQ_LOADERS}); cannot load {p}")
     try:
         loaded = loader(p)
     except Exception as e:
@@ -149,6 +165,11 @@ def labeller_from_laq(model: nn.Module, manifest: dict, source: str) -> FrozenLA
         q = getattr(model, "quantizer", None) or getattr(model, "vq", None)
         fn = getattr(q, "codebook", None)
         codebook = fn() if callable(fn) else fn
+    if codebook is None:  # FSQ: the grid points of every code id
+        q = getattr(model, "quantizer", None)
+        if q is not None and hasattr(q, "lookup"):
+            with torch.no_grad():
+                codebook = q.lookup(torch.arange(K))
     if codebook is None:
         raise LAQArtifactError(f"{source}: the LAQ exposes no codebook [K, D]")
     codebook = codebook.detach().float().cpu()
@@ -201,6 +222,6 @@ class StandInLabeller(LatentLabeller):
         d = centroid(x[:, -1]) - centroid(x[:, 0])
         ang = torch.atan2(d[:, 0], d[:, 1])
         K, S = self.spec.codebook_size, self.spec.code_seq_len
-        base = torch.floor((ang + torch.pi) / (2 * torch.pi) * K).long().clamp(0, K - 1)
+        base = torch.floor((ang + torch.pi + torch.pi / K) / (2 * torch.pi) * K).long() % K  # bins centred on k*2pi/K
         codes = (base[:, None] + torch.arange(S)[None, :]) % K
         return codes, self.codebook[codes]

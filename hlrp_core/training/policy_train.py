@@ -51,6 +51,21 @@ def _default_datamodule(cfg: Any) -> Any:
     return build_datamodule(cfg)
 
 
+def _pin_start_index(dm: Any, index: int) -> None:
+    """Resume for index-addressed streams (``set_start_index``): the next train sample is ``step x batch``, also
+    after Lightning restores the data module's (possibly stale) ``state_dict`` from the checkpoint. Data modules
+    whose ``state_dict`` carries the true position (the real adapter) have no ``set_start_index`` and are left to
+    Lightning."""
+    dm.set_start_index(index)
+    restore = dm.load_state_dict
+
+    def load_state_dict(state: dict) -> None:
+        restore(state)
+        dm.set_start_index(index)
+
+    dm.load_state_dict = load_state_dict
+
+
 def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Optional[LatentLabeller] = None,
                  backbone: Any = None, out_dir: Optional[str] = None) -> dict:
     """Fit the Stage-2 policy; returns the latest validation metrics plus ``artifact``/``stage2/*`` entries."""
@@ -74,7 +89,7 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
         del ckpt
     dm = datamodule if datamodule is not None else _default_datamodule(cfg)
     if start_step and hasattr(dm, "set_start_index"):
-        dm.set_start_index(start_step * cfg.data.loader.batch_size)
+        _pin_start_index(dm, start_step * cfg.data.loader.batch_size)
 
     t = cfg.training
     acc = _accelerator(cfg)

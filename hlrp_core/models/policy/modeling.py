@@ -252,13 +252,19 @@ class LatentPolicy(nn.Module):
 
     # -- backbone
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Backbone over [image tokens; prompt] → masked mean pool of the last hidden state → [B,H] fp32."""
+        """Backbone over [image tokens; prompt] → readout (``model.policy.readout``) of the last hidden state →
+        [B,H] fp32."""
         dtype = next(self.vlm.parameters()).dtype
         out = self.vlm(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values.to(dtype),
                        use_cache=False)
         h = out.last_hidden_state.float()
         m = attention_mask.unsqueeze(-1).float()
-        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        mean = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        if self.pcfg.readout == "mean":
+            return mean
+        last_idx = (attention_mask.sum(1) - 1).clamp_min(0)
+        last = h[torch.arange(h.shape[0], device=h.device), last_idx]
+        return last if self.pcfg.readout == "last" else 0.5 * (mean + last)
 
     def inputs(self, frames: torch.Tensor, language, device: Any = None) -> dict[str, torch.Tensor]:
         enc = self.processor(frames, language)
