@@ -24,6 +24,10 @@ class DemoStep:
 
 DEMO_STEPS: list[DemoStep] = [
     DemoStep("workbench_check", "notebooks/00_workbench_check.ipynb", sets=["data.loader.batch_size=48"]),
+    # Stage 2 tiny on the LAQ tiny step's artifact (the run directory is accepted: artifacts/laq_artifact.pt inside).
+    # Keep this after the Stage-1 step "laq_tiny".
+    DemoStep("policy_tiny", "notebooks/11_train_policy.ipynb", params=["params/policy_tiny.yaml"],
+             sets=["model.laq.artifact={laq_tiny}"], needs=["laq_tiny"]),
 ]
 
 

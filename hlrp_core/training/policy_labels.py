@@ -128,11 +128,13 @@ def load_laq_labeller(path: Optional[str], device: Any = "cpu") -> FrozenLAQLabe
     if not p.exists():
         raise LAQArtifactError(f"model.laq.artifact={path!r}: file not found ({p}). Point it at a finished "
                                "Stage-1 run's artifacts/laq_artifact.pt")
-    if p.is_dir():
-        cand = p / "artifacts" / "laq_artifact.pt"
-        if not cand.exists():
-            raise LAQArtifactError(f"model.laq.artifact={path!r} is a directory without artifacts/laq_artifact.pt")
-        p = cand
+    if p.is_dir():  # a Stage-1 run directory
+        cands = [p / "artifacts" / "laq_artifact.pt", p / "laq_artifact.pt"]
+        found = [c for c in cands if c.exists()]
+        if not found:
+            raise LAQArtifactError(f"model.laq.artifact={path!r} is a directory without artifacts/laq_artifact.pt "
+                                   "(or laq_artifact.pt); did the Stage-1 run finish?")
+        p = found[0]
     loader = _find_laq_loader()
     if loader is None:
         raise LAQArtifactError(f"no Stage-1 artifact loader found (looked for {LAQ_LOADERS}); cannot load {p}")
