@@ -52,7 +52,8 @@ class PolicyConfig:
     """``model.policy.*``.
 
     Args:
-        backbone: ``tiny`` (random-init tiny SmolVLM built from ``tiny``; offline, the default) or a local
+        backbone: ``tiny`` (random-init tiny SmolVLM built from ``tiny``; offline, the default),
+            ``smolvlm2_500m_random`` (SmolVLM2-500M dimensions, random init; GPU throughput checks) or a local
             directory holding a SmolVLM/Idefics3 checkpoint + tokenizer (loaded with ``local_files_only=True``
             under ``HF_HUB_OFFLINE=1``; no hub id is ever accepted).
         tiny: Tiny backbone sizes.
@@ -110,7 +111,7 @@ class PolicyConfig:
         check_choice(problems, "model.policy.readout", self.readout, ["mean", "last", "mean_last"])
         check_choice(problems, "model.policy.dtype", self.dtype, ["float32", "bfloat16"])
         check(problems, bool(self.backbone), "model.policy.backbone is empty; use 'tiny' or a local directory")
-        if self.backbone != "tiny":
+        if self.backbone not in ("tiny", "smolvlm2_500m_random"):
             check(problems, "/" in self.backbone or self.backbone.startswith("."),
                   f"model.policy.backbone={self.backbone!r} looks like a hub id; hlrp never downloads models. "
                   "Use 'tiny' or a local directory path (absolute, or relative to the repo)")

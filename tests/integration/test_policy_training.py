@@ -151,3 +151,43 @@ def test_wrong_laq_artifact_fails_before_data(tmp_path, monkeypatch):
     torch.save({"not": "an artifact"}, junk)
     with pytest.raises(LAQArtifactError, match="junk.pt"):
         policy_train.train_policy(_cfg(f"model.laq.checkpoint={junk}"), out_dir=str(tmp_path))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_smolvlm2_500m_random_throughput(tmp_path):
+    """The seed preset's model size (SmolVLM2-500M dimensions, random init, bf16) for a few hundred steps on the
+    GPU; reports samples/s and peak GPU memory."""
+    cfg = load(experiment="vla_smol_flow_shared", overrides=[
+        "model.policy.backbone=smolvlm2_500m_random", "training.max_steps=200", "training.validation.check_interval=200",
+        "training.warmup_steps=20", "data.loader.batch_size=48", "data.preprocess.image_size=512",
+        "training.validation.visualization.enabled=false", "training.train_visualization.enabled=false"])
+    torch.cuda.reset_peak_memory_stats()
+    m = policy_train.train_policy(cfg, datamodule=SyntheticDataModule(batch_size=48, image_size=512, val_items=96),
+                                  labeller=StandInLabeller(), out_dir=str(tmp_path))
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"samples/s={m['perf/samples_per_sec']:.1f} steps/s={m['perf/steps_per_sec']:.2f} peak_gpu_gib={peak:.1f}")
+    assert m["stage2/global_step"] == 200 and m["perf/samples_per_sec"] > 0 and np.isfinite(m["val/loss"])
+
+
+def test_notebook_stage1_then_stage2_smoke(embedded_root, monkeypatch):
+    """``hlrp run`` the Stage-1 tiny notebook (smoke), then notebook 11 on its artifact (smoke, real embedded data):
+    the result keys land in metrics.json and the artifact is written."""
+    from hlrp_core.launch import execute
+    from hlrp_core.paths import REPO_ROOT
+    from hlrp_core.training.policy_labels import _find_laq_loader
+
+    if _find_laq_loader() is None or not (REPO_ROOT / "notebooks/10_train_laq.ipynb").exists() \
+            or not (REPO_ROOT / "params/laq_tiny.yaml").exists():
+        pytest.skip("Stage 1 (notebook 10, params/laq_tiny.yaml, laq_artifact loader) has not landed yet")
+    monkeypatch.setenv("HLRP_DATA_ROOT", str(__import__("pathlib").Path(embedded_root).parent))
+    code, laq_run = execute("notebooks/10_train_laq.ipynb", ["params/laq_tiny.yaml"], ["smoke=true"], study="test")
+    assert code == 0 and laq_run is not None
+    code, run = execute("notebooks/11_train_policy.ipynb", ["params/policy_tiny.yaml"],
+                        ["smoke=true", f"model.laq.artifact={laq_run}"], study="test")
+    assert code == 0, (run / "unified.log").read_text()[-3000:] if run else "no run dir"
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ["val/loss", "val/token_accuracy", "val/token_accuracy_majority_baseline", "val/sequence_accuracy",
+                "perf/samples_per_sec", "perf/steps_per_sec", "val/dataset_mix_unique"]:
+        assert key in metrics, key
+    assert (run / "artifacts" / "stage2_artifact.pt").exists()
