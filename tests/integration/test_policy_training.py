@@ -170,7 +170,7 @@ def test_gpu_smolvlm2_500m_random_throughput(tmp_path):
     assert m["stage2/global_step"] == 200 and m["perf/samples_per_sec"] > 0 and np.isfinite(m["val/loss"])
 
 
-def test_notebook_stage1_then_stage2_smoke(embedded_root, monkeypatch):
+def test_notebook_stage1_then_stage2_smoke(request, monkeypatch):
     """``hlrp run`` the Stage-1 tiny notebook (smoke), then notebook 11 on its artifact (smoke, real embedded data):
     the result keys land in metrics.json and the artifact is written."""
     from hlrp_core.launch import execute
@@ -180,6 +180,7 @@ def test_notebook_stage1_then_stage2_smoke(embedded_root, monkeypatch):
     if _find_laq_loader() is None or not (REPO_ROOT / "notebooks/10_train_laq.ipynb").exists() \
             or not (REPO_ROOT / "params/laq_tiny.yaml").exists():
         pytest.skip("Stage 1 (notebook 10, params/laq_tiny.yaml, laq_artifact loader) has not landed yet")
+    embedded_root = request.getfixturevalue("embedded_root")  # built only when the chain can run
     monkeypatch.setenv("HLRP_DATA_ROOT", str(__import__("pathlib").Path(embedded_root).parent))
     code, laq_run = execute("notebooks/10_train_laq.ipynb", ["params/laq_tiny.yaml"], ["smoke=true"], study="test")
     assert code == 0 and laq_run is not None
