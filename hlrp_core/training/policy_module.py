@@ -179,8 +179,11 @@ class PolicyModule(L.LightningModule):
         if not t:
             return {}
         sps = len(t) / max(sum(t), 1e-9)
-        return {"perf/steps_per_sec": sps, "perf/samples_per_sec": sps * self.cfg.data.loader.batch_size,
-                "perf/step_time_s": sum(t) / len(t)}
+        out = {"perf/steps_per_sec": sps, "perf/samples_per_sec": sps * self.cfg.data.loader.batch_size,
+               "perf/step_time_s": sum(t) / len(t)}
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            out["perf/peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return out
 
     # ---------------------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
