@@ -1,19 +1,34 @@
-"""JPEG decode + aspect-preserving resize on uint8 with PIL (libjpeg-turbo), the only image work of the data path.
+"""JPEG decode + aspect-preserving resize on uint8, the only image work of the data path.
 
-DCT-scaled decoding (``Image.draft``) is used whenever the source is at least twice the target in both axes, then
-a bilinear resize (DATA_ADAPTER P4); no float Lanczos. PIL releases the GIL while decoding and resizing, so a few
-threads scale over cores. The same geometry is applied to every frame of a sample (all frames of a sample share the
-source size).
+Decode: PIL (libjpeg-turbo) with DCT-scaled decoding (``Image.draft``) whenever the source is at least twice the
+target in both axes (DATA_ADAPTER P4). Resize: antialiased bilinear on uint8 (no float Lanczos). The batch path
+(``chw=True``) resizes with torch's uint8 ``interpolate(mode="bilinear", antialias=True)`` straight into the
+[3, H, W] slot of the batch: the same filter as PIL's BILINEAR, about 2.4x cheaper than PIL's resize + band split on
+the dev box, and GIL-free. The same geometry applies to every frame of a sample (they share the source size).
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 from PIL import Image
 
 BILINEAR = Image.Resampling.BILINEAR
+_TORCH = None
+
+
+def _torch():
+    global _TORCH
+    if _TORCH is None:
+        import torch
+        import torch.nn.functional as F
+
+        # np.asarray(PIL image) is read-only; torch only reads it here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        _TORCH = (torch, F)
+    return _TORCH
 
 
 def geometry(w: int, h: int, size: int, mode: str) -> tuple[int, int, int, int, int, int]:

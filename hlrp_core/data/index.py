@@ -248,7 +248,12 @@ def build_split_index(src: ResolvedSource, spec: DatasetSpec, split: str, cache_
         for off, n in iter_records(path):
             where = f"{path} (record at byte {off})"
             ex = parse_example(read_record(path, off, n), where)
-            lab = labels_of(ex, spec, where)
+            try:
+                lab = labels_of(ex, spec, where)
+            except (ValueError, IndexError, TypeError) as exc:
+                raise CorruptShardError(f"{where}: episode features do not fit the registry spec of {spec.name} "
+                                        f"({type(exc).__name__}: {exc}); the shard is corrupt or from another build: "
+                                        "re-sync it") from None
             if first_s is None:
                 frames_of(ex, spec, where)  # check the camera key exists now, not mid-run
                 first_s = time.perf_counter() - t0

@@ -2,7 +2,7 @@
 
 Per dataset: ``TFRecordDataset`` over the shards (repeat) -> parse the episode (only the camera's encoded frames) ->
 all (t, t+k) pairs of the episode as encoded bytes (spe0) -> ``sample_from_datasets`` by weight -> ``shuffle`` of
-encoded pairs -> ``decode_jpeg`` + aspect-preserving bilinear ``resize_with_pad`` (the same filter as hlrp) ->
+encoded pairs -> ``decode_jpeg`` + aspect-preserving antialiased bilinear ``resize_with_pad`` (hlrp's filter) ->
 ``batch`` -> ``prefetch``. One private thread pool of ``threads`` threads, fixed parallelism (no AUTOTUNE growth).
 It carries no labels (less work than hlrp's loader, which also assembles metadata).
 
@@ -43,7 +43,7 @@ def run_reference(spec: dict) -> dict:
     def decode(p):
         def one(b):
             im = tf.io.decode_jpeg(b, channels=3)
-            return tf.cast(tf.image.resize_with_pad(im, size, size, method="bilinear"), tf.uint8)
+            return tf.cast(tf.image.resize_with_pad(im, size, size, method="bilinear", antialias=True), tf.uint8)
 
         return tf.stack([one(p[0]), one(p[1])])
 
