@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .errors import check, check_choice
 from .policy import PolicyConfig
+
+#: LAQ quantizers selectable with ``model.quantizer``.
+LAQ_QUANTIZERS = ("nsvq", "vq_ema", "fsq")
 
 
 @dataclass
@@ -32,11 +36,62 @@ class ModelConfig:
 
     Args:
         name: Model family: ``laq`` (Stage 1) or ``policy`` (Stage 2).
+        patch_size: LAQ pixel patch side. ``data.preprocess.image_size / patch_size`` must be 8 (the 8x8 token grid
+            the conv reducer needs): 64 px -> 8, 256 px -> 32 (LAPA).
+        dim: LAQ transformer width (LAPA 1024; tiny 32-64).
+        heads: Attention heads of every LAQ block.
+        dim_head: Width per head (LAPA 64; tiny 16).
+        spatial_depth: Encoder spatial blocks (over the 64 tokens of each frame).
+        temporal_depth: Encoder temporal blocks (over T at each grid cell, causal in time).
+        decoder_depth: Pixel-decoder blocks (self-attention over o_t's patches + cross-attention to the codes).
+        ff_mult: GEGLU feed-forward expansion.
+        attn_num_null_kv: Learned null key/value slots per attention (predecessor: 2).
+        code_dim: D, width of one code vector (LAPA 32).
+        code_seq_len: S, codes per transition: 1, 2 or 4 (8x8 grid). 4x8 = LAPA; 1x4096 = the next cluster run.
+        codebook_size: K, codes per position (8 ... 4096). For ``fsq`` it must equal the product of ``fsq_levels``.
+        quantizer: ``nsvq`` (LAPA/predecessor parity), ``vq_ema`` (EMA codebook, k-means init on the first batch,
+            dead-code expiry from the current batch; collapse-resistant) or ``fsq`` (no codebook, cannot collapse).
+        decoder_residual: Decoder predicts ``o_t + f(o_t, codes)`` (true) or pixels directly (false, LAPA). The
+            residual form trains in minutes on CPU; delta-PSNR still proves the codes are used (LEARNING_METRICS 5).
+        replacement_schedule: NSVQ dead-code replacement ``[[interval, until], ...]``: an event fires when
+            ``step < until and step % interval == 0`` (MODELS 1.6). Empty = off (a warning; never ship NSVQ so).
+        replacement_threshold: A code is dead when its window count < threshold x (window total / K).
+        replacement_min_window_factor: An event is deferred (logged, window kept) until the window holds
+            >= factor x K assignments, so large codebooks are not judged on too few samples (MODELS 1.6 rule 1).
+        ema_decay: ``vq_ema`` EMA decay of cluster sizes and sums (lucidrains default 0.8; LAPO 0.999).
+        commitment_weight: ``vq_ema`` commitment loss weight (0.25).
+        dead_code_threshold: ``vq_ema``: codes whose EMA cluster size falls below this are re-seeded from current
+            batch encoder outputs (lucidrains ``threshold_ema_dead_code``; 0 = off).
+        fsq_levels: ``fsq`` levels per digit; empty = derived from ``codebook_size`` (powers of 2: 8-level digits
+            first, e.g. 4096 -> [8,8,8,8], 8 -> [8]).
         laq: Stage 2's frozen-LAQ reference.
         policy: Stage 2 policy (backbone, mode, heads); see ``config/policy.py``.
     """
 
     name: str = "laq"
+    # --- Stage 1 (LAQ) architecture, top level so that `model.dim=...`, `model.codebook_size=...` work
+    patch_size: int = 8
+    dim: int = 64
+    heads: int = 2
+    dim_head: int = 16
+    spatial_depth: int = 2
+    temporal_depth: int = 2
+    decoder_depth: int = 2
+    ff_mult: int = 2
+    attn_num_null_kv: int = 2
+    code_dim: int = 8
+    code_seq_len: int = 4
+    codebook_size: int = 8
+    quantizer: str = "nsvq"
+    decoder_residual: bool = True
+    replacement_schedule: list[list[int]] = field(
+        default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
+    replacement_threshold: float = 0.1
+    replacement_min_window_factor: float = 10.0
+    ema_decay: float = 0.8
+    commitment_weight: float = 0.25
+    dead_code_threshold: float = 2.0
+    fsq_levels: list[int] = field(default_factory=list)
     laq: LAQRefConfig = field(default_factory=LAQRefConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
@@ -44,3 +99,28 @@ class ModelConfig:
         if self.laq.checkpoint and not self.laq.artifact:
             self.laq.artifact = self.laq.checkpoint
         self.policy.validate(problems)
+        self.validate_laq(problems)
+
+    def validate_laq(self, problems: list[str]) -> None:
+        """LAQ architecture rules (the 8x8 grid vs ``data.preprocess.image_size`` is checked when the model is built)."""
+        check_choice(problems, "model.quantizer", self.quantizer, list(LAQ_QUANTIZERS))
+        check_choice(problems, "model.code_seq_len", self.code_seq_len, [1, 2, 4])
+        check(problems, 2 <= self.codebook_size <= 65536,
+              f"model.codebook_size={self.codebook_size} must be in [2, 65536] (issue range 8 ... 4096)")
+        for key in ("dim", "heads", "dim_head", "code_dim", "patch_size", "ff_mult"):
+            check(problems, getattr(self, key) >= 1, f"model.{key}={getattr(self, key)} must be >= 1")
+        for pair in self.replacement_schedule:
+            check(problems, len(pair) == 2 and pair[0] >= 1,
+                  f"model.replacement_schedule entry {pair} must be [interval>=1, until], e.g. [[10,100],[100,1000]]")
+        if self.quantizer == "fsq" and self.fsq_levels:
+            prod = 1
+            for lv in self.fsq_levels:
+                prod *= lv
+            check(problems, prod == self.codebook_size,
+                  f"model.fsq_levels={self.fsq_levels} give {prod} codes but model.codebook_size="
+                  f"{self.codebook_size}; set model.codebook_size={prod} or change the levels")
+        if self.quantizer == "fsq" and not self.fsq_levels:
+            k = self.codebook_size
+            check(problems, k & (k - 1) == 0,
+                  f"model.quantizer=fsq with model.codebook_size={k} (not a power of 2) needs explicit "
+                  "model.fsq_levels, e.g. [7,5,5,5,5] for 4375")

@@ -32,11 +32,20 @@ class ValidationConfig:
         limit_batches: Validation batches per validation (0 = the whole fixed set).
         num_sanity_val_steps: Lightning sanity batches before training (0 off; the fixed val set makes it cheap).
         visualization: Validation sample panels.
+        save_predictions: Stage 1: write ``val_predictions/step_XXXXXX.npz`` (codes, latents, actions, episode ids)
+            at each validation for the analysis notebooks.
+        figures: Stage 1: save the reconstruction grid, code-usage histogram and code-vs-action scatter at each
+            validation (``figures/*.png``, overwritten, so the run dir holds the latest).
+        untrained_baseline: Stage 1: also measure NMI / probe R2 on a randomly initialised model of the same shape
+            (the ``val/*_untrained`` keys; LEARNING_METRICS 5).
     """
 
     check_interval: int = 500
     limit_batches: int = 0
     num_sanity_val_steps: int = 0
+    save_predictions: bool = True
+    figures: bool = True
+    untrained_baseline: bool = True
     visualization: VisualizationConfig = field(default_factory=VisualizationConfig)
 
 
@@ -110,6 +119,9 @@ class TrainingConfig:
         profiler: Lightning profiler.
         dataset_usage_logger: Batch-mix log lines.
         ram_guard: Clean stop on low MemAvailable.
+        num_threads: ``torch.set_num_threads`` for the run (0 = leave torch's default). The dev machines have 2
+            shared cores: 2 is right there.
+        save_artifact: Write ``<run>/artifacts/laq_artifact.pt`` (Stage 1) at the end of training.
     """
 
     # schedule
@@ -137,6 +149,8 @@ class TrainingConfig:
     profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
     dataset_usage_logger: DatasetUsageLoggerConfig = field(default_factory=DatasetUsageLoggerConfig)
     ram_guard: RamGuardConfig = field(default_factory=RamGuardConfig)
+    num_threads: int = 0
+    save_artifact: bool = True
 
     def validate(self, problems: list[str]) -> None:
         check(problems, self.max_steps >= 1, f"training.max_steps={self.max_steps} must be >= 1")

@@ -1,0 +1,87 @@
+"""``LAQConfig``: the resolved LAQ architecture (what the model, its checkpoints and ``laq_artifact.pt`` record).
+
+Built from the run config with ``LAQConfig.from_config(cfg)``: the ``model.*`` LAQ fields plus the image size from
+``data.preprocess.image_size``. ``ARCH_KEYS`` are the fields whose change alters tensor shapes or semantics; resume and
+artifact loading compare exactly these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ...config.errors import ConfigError
+
+#: Fields that define the network (a mismatch makes a checkpoint/artifact incompatible).
+ARCH_KEYS = ("image_size", "patch_size", "dim", "heads", "dim_head", "spatial_depth", "temporal_depth",
+             "decoder_depth", "ff_mult", "attn_num_null_kv", "code_dim", "code_seq_len", "codebook_size",
+             "quantizer", "decoder_residual", "fsq_levels", "num_frames")
+
+#: Config keys (dotted) of the run config that map to ``LAQConfig`` fields.
+CONFIG_KEYS = {k: f"model.{k}" for k in ARCH_KEYS}
+CONFIG_KEYS["image_size"] = "data.preprocess.image_size"
+CONFIG_KEYS.pop("num_frames")
+
+GRID = 8  # the conv reducer needs the 8x8 token grid (MODELS 1.4)
+
+
+@dataclass
+class LAQConfig:
+    """Resolved LAQ architecture. Field meanings: ``hlrp_core/config/model.py`` (``ModelConfig``).
+
+    Args:
+        image_size: Input side in pixels (from ``data.preprocess.image_size``).
+        num_frames: T, frames per clip (2: o_t, o_t+k).
+        others: see ``ModelConfig``.
+    """
+
+    image_size: int = 64
+    patch_size: int = 8
+    dim: int = 64
+    heads: int = 2
+    dim_head: int = 16
+    spatial_depth: int = 2
+    temporal_depth: int = 2
+    decoder_depth: int = 2
+    ff_mult: int = 2
+    attn_num_null_kv: int = 2
+    code_dim: int = 8
+    code_seq_len: int = 4
+    codebook_size: int = 8
+    quantizer: str = "nsvq"
+    decoder_residual: bool = True
+    fsq_levels: list[int] = field(default_factory=list)
+    num_frames: int = 2
+    # training-time quantizer knobs (no effect on shapes)
+    replacement_schedule: list[list[int]] = field(default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
+    replacement_threshold: float = 0.1
+    replacement_min_window_factor: float = 10.0
+    ema_decay: float = 0.8
+    commitment_weight: float = 0.25
+    dead_code_threshold: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size or self.image_size // self.patch_size != GRID:
+            raise ConfigError(
+                f"data.preprocess.image_size={self.image_size} with model.patch_size={self.patch_size} gives a "
+                f"{self.image_size / self.patch_size:g}x grid; the LAQ reducer needs {GRID}x{GRID}: set "
+                f"model.patch_size={max(1, self.image_size // GRID)}")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "LAQConfig":
+        m = cfg.model
+        kw = {k: getattr(m, k) for k in cls.__dataclass_fields__ if hasattr(m, k)}
+        kw["image_size"] = int(cfg.data.preprocess.image_size)
+        kw["fsq_levels"] = list(m.fsq_levels)
+        kw["replacement_schedule"] = [list(p) for p in m.replacement_schedule]
+        return cls(**kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def arch(self) -> dict:
+        return {k: getattr(self, k) for k in ARCH_KEYS}

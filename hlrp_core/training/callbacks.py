@@ -1,0 +1,124 @@
+"""Lightning callbacks shared by both stages: heartbeat, metrics.json writer, RAM guard, host-memory columns in the
+time series, and the batch-mix logger.
+
+Each takes the ``run`` object of ``hlrp_core.runs`` (anything with ``dir``, ``log``, ``record``, ``heartbeat``).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+from typing import Any, Optional
+
+import lightning as L
+import psutil
+
+log = logging.getLogger("hlrp.training")
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            f = float(v.item() if hasattr(v, "item") else v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[k] = f
+    return out
+
+
+def mem_available_mb() -> float:
+    return psutil.virtual_memory().available / 2**20
+
+
+def host_rss_mb() -> float:
+    return psutil.Process(os.getpid()).memory_info().rss / 2**20
+
+
+class HeartbeatCallback(L.Callback):
+    """Touch the run's ``status`` every ``every_n_steps`` optimizer steps (a stale mtime = a dead run)."""
+
+    def __init__(self, run: Any, every_n_steps: int = 10):
+        self.run, self.every = run, max(1, every_n_steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self.run.heartbeat()
+
+
+class HostMemoryCallback(L.Callback):
+    """Log ``sys/host_rss_mb``, ``sys/mem_available_mb`` (and GPU memory when present) on every logged step, so the
+    CSV time series keeps a memory trail even if the kernel is OOM-killed."""
+
+    def __init__(self, every_n_steps: int = 10):
+        self.every = max(1, every_n_steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every:
+            return
+        vals = {"sys/host_rss_mb": host_rss_mb(), "sys/mem_available_mb": mem_available_mb()}
+        import torch
+
+        if torch.cuda.is_available():
+            vals["sys/gpu_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        pl_module.log_dict(vals, on_step=True, on_epoch=False)
+
+
+class MetricsJsonCallback(L.Callback):
+    """After every validation, merge the latest ``val/*`` (and ``train/*``) scalars into the run's ``metrics.json``
+    via ``run.record``, plus ``global_step``. A module may expose ``last_val_metrics`` (dict) with extra scalars."""
+
+    def __init__(self, run: Any, prefixes: tuple[str, ...] = ("val/", "train/", "codebook/")):
+        self.run, self.prefixes = run, prefixes
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith(self.prefixes)}
+        metrics.update(_scalars(getattr(pl_module, "last_val_metrics", {}) or {}))
+        metrics["global_step"] = trainer.global_step
+        self.run.record(metrics)
+
+
+class RamGuardCallback(L.Callback):
+    """Stop training cleanly (``trainer.should_stop``) when MemAvailable < ``min_available_mb``; the reason is logged
+    and recorded in ``metrics.json`` as ``stopped_reason`` / ``stopped_step``. 0 disables the guard."""
+
+    def __init__(self, run: Any, min_available_mb: int, check_every_n_steps: int = 1):
+        self.run, self.min_mb, self.every = run, min_available_mb, max(1, check_every_n_steps)
+        self.stopped_reason: Optional[str] = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.min_mb <= 0 or trainer.global_step % self.every:
+            return
+        avail = mem_available_mb()
+        if avail < self.min_mb:
+            self.stopped_reason = (f"ram_guard: MemAvailable {avail:.0f} MB < training.ram_guard.min_available_mb="
+                                   f"{self.min_mb} at step {trainer.global_step}; lower data.loader.batch_size or "
+                                   "free memory, then resume from ckpt/last.ckpt")
+            log.error(self.stopped_reason)
+            if self.run is not None:
+                self.run.log.error(self.stopped_reason)
+                self.run.record({"stopped_reason": self.stopped_reason, "stopped_step": trainer.global_step})
+            trainer.should_stop = True
+
+
+class BatchMixCallback(L.Callback):
+    """Every N steps log ``[Train][BatchMix] step=... name=count ...`` from ``batch["dataset_name"]`` (0 = off)."""
+
+    def __init__(self, run: Any, every_n_steps: int):
+        self.run, self.every = run, every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every <= 0 or trainer.global_step % self.every or not isinstance(batch, dict):
+            return
+        names = batch.get("dataset_name")
+        if not names:
+            return
+        counts = collections.Counter(names)
+        line = f"[Train][BatchMix] step={trainer.global_step} " + " ".join(
+            f"{n}={c}" for n, c in counts.most_common())
+        (self.run.log if self.run is not None else log).info(line)

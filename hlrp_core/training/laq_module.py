@@ -1,0 +1,270 @@
+"""``LAQModule``: the Stage-1 Lightning task (training step, dead-code schedule, step-based validation with
+reconstruction / codebook-health / action-alignment metrics, exact-resume bookkeeping).
+
+Validation (every ``training.validation.check_interval`` steps, on the fixed held-out-episode val set) writes the
+issue-4 keys (``val/recon_mse``, ``val/copy_baseline_mse``, ``val/delta_psnr_true_vs_shuffled``,
+``val/codebook_perplexity``, ``val/codes_used``, ``val/action_nmi[_shuffled|_untrained]``,
+``val/action_probe_r2[_shuffled|_untrained]``) into the time series and (through ``MetricsJsonCallback``) into
+``metrics.json``; plus ``val_predictions/step_XXXXXX.npz`` and figures when a ``run`` is attached.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..config import to_dict
+from ..metrics import stage1 as S1
+from ..models.laq import LAQConfig, LAQModel
+from .optim import build_optimizer
+from .resume import HPARAMS_SCHEMA_VERSION, rng_state, set_rng_state
+
+log = logging.getLogger("hlrp.laq")
+UNTRAINED_SEED_OFFSET = 1_000_003
+
+
+def kmeans_labels(x: np.ndarray, k: int, iters: int = 20, seed: int = 0) -> np.ndarray:
+    """Plain Lloyd k-means (k-means++-free: random distinct init) -> labels (N,). Used for the untrained baseline."""
+    x = np.asarray(x, np.float64)
+    rng = np.random.default_rng(seed)
+    k = max(1, min(k, len(np.unique(x, axis=0))))
+    centres = x[rng.choice(len(x), k, replace=False)]
+    labels = np.zeros(len(x), np.int64)
+    for _ in range(iters):
+        d = ((x[:, None, :] - centres[None]) ** 2).sum(-1)             # (N, k)
+        labels = d.argmin(1)
+        for j in range(k):
+            sel = labels == j
+            if sel.any():
+                centres[j] = x[sel].mean(0)
+    return labels
+
+
+def _perplexity(ids: np.ndarray) -> float:
+    p = np.bincount(ids).astype(float)
+    p = p[p > 0] / p.sum()
+    return float(np.exp(-(p * np.log(p)).sum())) if len(p) else float("nan")
+
+
+def _psnr(mse: float) -> float:
+    return float(10 * math.log10(1.0 / max(mse, 1e-12)))
+
+
+class LAQModule(L.LightningModule):
+    """Stage-1 task. ``run`` (optional) is the ``hlrp_core.runs.Run`` used for logs, figures and predictions.
+
+    Batch keys read: ``frames`` uint8 [B,3,T,H,W] (required); ``action`` float32 [B,A], ``episode_id`` list[str],
+    ``dataset_name`` list[str] (validation alignment metrics, optional)."""
+
+    def __init__(self, cfg: Any, run: Any = None):
+        super().__init__()
+        self.cfg, self.run = cfg, run
+        self.laq_config = LAQConfig.from_config(cfg)
+        self.model = LAQModel(self.laq_config)
+        self._untrained: list[LAQModel] = []  # built on first use, deterministic, kept out of the state dict
+        self.last_val_metrics: dict[str, float] = {}
+        self.last_val_step = -1
+        self.replacement = {"events": 0, "replaced_total": 0, "last_replaced": 0, "deferred": 0}
+        self._val: Optional[dict[str, list]] = None
+
+    # ------------------------------------------------------------------------------------------------ training
+    def configure_optimizers(self):
+        opt, sched = build_optimizer(self.model, self.cfg.training)
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+    def _dead_codes(self) -> None:
+        """Run the quantizer's dead-code schedule for the step just completed (before this step's forward, so a
+        checkpoint taken after step N and a resumed run apply the event identically)."""
+        ev = self.model.quantizer.maybe_replace(int(self.global_step))
+        if ev is None:
+            return
+        if ev["deferred"]:
+            self.replacement["deferred"] += 1
+        else:
+            self.replacement["events"] += 1
+            self.replacement["replaced_total"] += int(ev["replaced"])
+            self.replacement["last_replaced"] = int(ev["replaced"])
+        line = (f"[Codebook] step={ev['step']} replaced={ev['replaced']} used={ev['used']} "
+                f"window_total={ev['window_total']:.0f} min_count={ev['min_count']:.0f}"
+                + (" deferred (window < min_window_factor x K)" if ev["deferred"] else ""))
+        (self.run.log if self.run is not None else log).info(line)
+        self.log_dict({"codebook/replaced_count": float(ev["replaced"]), "codebook/used_count": float(ev["used"]),
+                       "codebook/window_total": float(ev["window_total"]),
+                       "codebook/replacement_events": float(self.replacement["events"])},
+                      on_step=True, on_epoch=False)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Batch keys: ``frames`` uint8 [B,3,T,H,W]. Returns the loss (pixel MSE + quantizer aux loss)."""
+        self._dead_codes()
+        out = self.model(batch["frames"])
+        sched = self.lr_schedulers()
+        lr = sched.get_last_lr()[0] if sched is not None else self.cfg.training.lr
+        self.log_dict({"train/loss": out.loss.detach(), "train/recon_mse": out.recon_loss.detach(),
+                       "train/perplexity": out.perplexity, "train/lr": lr}, on_step=True, on_epoch=False,
+                      prog_bar=False)
+        return out.loss
+
+    # ------------------------------------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        bs = int(self.cfg.data.loader.batch_size)
+        next_index = int(self.global_step) * bs
+        checkpoint["hlrp"] = {
+            "hparams_schema_version": HPARAMS_SCHEMA_VERSION,
+            "config": to_dict(self.cfg),
+            "arch": self.laq_config.arch(),
+            "data_position": {"next_index": next_index, "global_step": int(self.global_step), "batch_size": bs},
+            "rng": rng_state(),
+            "replacement": dict(self.replacement),
+        }
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        key = type(dm).__qualname__ if dm is not None else None
+        # the loader may have prefetched past this step: pin its saved position to the exact next sample
+        if key and isinstance(checkpoint.get(key), dict) and "next_index" in checkpoint[key]:
+            checkpoint[key]["next_index"] = next_index
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("hlrp", {})
+        set_rng_state(meta.get("rng"))
+        self.replacement.update(meta.get("replacement", {}))
+
+    # ------------------------------------------------------------------------------------------------ validation
+    def untrained(self) -> LAQModel:
+        """A randomly initialised LAQ of the same shape (seeded from ``cfg.seed``; not trained, not checkpointed)."""
+        if not self._untrained:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(self.cfg.seed) + UNTRAINED_SEED_OFFSET)
+                m = LAQModel(self.laq_config).eval()
+            self._untrained.append(m)
+        m = self._untrained[0]
+        return m.to(self.device)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {k: [] for k in ("codes", "vectors", "latents", "mse", "copy", "shuf", "closer", "actions",
+                                     "episode", "dataset", "untrained", "grid")}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Batch keys: ``frames`` (required), ``action``, ``episode_id``, ``dataset_name`` (optional)."""
+        v = self._val
+        frames = LAQModel.to_float(batch["frames"])                                    # (B, 3, T, H, W)
+        first, last = frames[:, :, 0], frames[:, :, -1]                                # (B, 3, H, W)
+        out = self.model(frames)
+        g = torch.Generator().manual_seed(1000 + batch_idx)
+        perm = torch.randperm(len(frames), generator=g).to(frames.device)              # (B,)
+        shuf = self.model(frames, codes=out.codes[perm])
+        mse = ((out.recon.float() - last) ** 2).mean((1, 2, 3))                        # (B,)
+        v["mse"].append(mse.cpu())
+        v["copy"].append(((first - last) ** 2).mean((1, 2, 3)).cpu())
+        v["shuf"].append(((shuf.recon.float() - last) ** 2).mean((1, 2, 3)).cpu())
+        v["closer"].append((mse < ((out.recon.float() - first) ** 2).mean((1, 2, 3))).float().cpu())
+        v["codes"].append(out.codes.cpu())
+        v["vectors"].append(out.vectors.float().cpu())
+        v["latents"].append(out.latents.float().cpu())
+        if "action" in batch:
+            v["actions"].append(torch.as_tensor(batch["action"]).float().cpu())
+        v["episode"] += list(batch.get("episode_id", [f"batch{batch_idx}"] * len(frames)))
+        v["dataset"] += list(batch.get("dataset_name", [""] * len(frames)))
+        if self.cfg.training.validation.untrained_baseline:
+            with torch.no_grad():
+                v["untrained"].append(self.untrained().encode(frames).float().cpu())
+        if batch_idx == 0:
+            n = min(6, len(frames))
+            v["grid"] = [first[:n].cpu(), last[:n].cpu(), out.recon[:n].float().clamp(0, 1).cpu()]
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        v = self._val
+        cat = lambda key: torch.cat(v[key]).numpy()  # noqa: E731
+        mse, copy, shuf = cat("mse").mean(), cat("copy").mean(), cat("shuf").mean()
+        codes, latents = cat("codes"), cat("latents")                                    # (N, S), (N, S, D)
+        k = self.laq_config.codebook_size
+        m: dict[str, float] = {
+            "val/recon_mse": float(mse), "val/copy_baseline_mse": float(copy), "val/shuffled_code_mse": float(shuf),
+            "val/recon_psnr": _psnr(mse), "val/copy_baseline_psnr": _psnr(copy),
+            "val/copy_ratio": float(mse / max(copy, 1e-12)),
+            "val/delta_psnr_true_vs_shuffled": _psnr(mse) - _psnr(shuf),
+            "val/closer_to_future": float(cat("closer").mean()),
+            "val/n_items": float(len(codes)), "val/n_episodes": float(len(set(v["episode"]))),
+        }
+        pooled = codes.reshape(-1)
+        m["val/codebook_perplexity"] = _perplexity(pooled)
+        m["val/codes_used"] = float(len(np.unique(pooled)))
+        m["val/codebook_usage_frac"] = m["val/codes_used"] / k
+        m["val/unique_code_tuples"] = float(len(np.unique(codes, axis=0)))
+        for s in range(codes.shape[1]):
+            m[f"val/codes_used_pos{s}"] = float(len(np.unique(codes[:, s])))
+            m[f"val/codebook_perplexity_pos{s}"] = _perplexity(codes[:, s])
+        m["codebook/replacement_events"] = float(self.replacement["events"])
+        m["codebook/replaced_total"] = float(self.replacement["replaced_total"])
+        m["codebook/replaced_last"] = float(self.replacement["last_replaced"])
+        m["codebook/deferred_events"] = float(self.replacement["deferred"])
+        actions = cat("actions") if v["actions"] else None
+        episodes = np.asarray(v["episode"])
+        untrained = cat("untrained") if v["untrained"] else None
+        if actions is not None and len(actions) == len(codes) and actions.reshape(len(actions), -1).std(0).max() > 0:
+            m.update(self._alignment(codes, latents, actions, episodes, untrained))
+        self.last_val_metrics = m
+        self.last_val_step = int(self.global_step)
+        self.log_dict({k2: float(x) for k2, x in m.items() if np.isfinite(x)}, on_step=False, on_epoch=True)
+        step = int(self.global_step)
+        summary = " ".join(f"{k2.split('/')[-1]}={m[k2]:.4g}" for k2 in (
+            "val/recon_mse", "val/copy_baseline_mse", "val/delta_psnr_true_vs_shuffled", "val/codes_used",
+            "val/codebook_perplexity", "val/action_nmi", "val/action_nmi_untrained", "val/action_probe_r2",
+            "val/action_probe_r2_untrained") if k2 in m)
+        (self.run.log if self.run is not None else log).info(f"[Val] step={step} {summary}")
+        if self.run is not None:
+            self._save_outputs(step, codes, latents, actions, episodes, untrained)
+
+    def _alignment(self, codes, latents, actions, episodes, untrained) -> dict[str, float]:
+        """NMI (code tuple vs jointly binned action) and held-out ridge-probe R2 (continuous latents -> action),
+        each with a shuffled control and the same measurement on the untrained LAQ (k-means codes for NMI)."""
+        seed = int(self.cfg.seed)
+        bins = 8
+        feats = latents.reshape(len(latents), -1)
+        m = {
+            "val/action_nmi": S1.action_nmi(codes, actions, bins, seed, joint=True),
+            "val/action_nmi_shuffled": S1.action_nmi_shuffled(codes, actions, bins, seed, joint=True),
+            "val/action_probe_r2": S1.linear_probe_r2(feats, actions, episodes, seed),
+            "val/action_probe_r2_shuffled": S1.linear_probe_r2_shuffled(feats, actions, episodes, seed),
+            "val/action_probe_r2_codes": S1.linear_probe_r2(codes, actions, episodes, seed),
+            "val/within_code_spread": S1.within_code_spread(codes, actions),
+        }
+        if untrained is not None:
+            ufeats = untrained.reshape(len(untrained), -1)
+            n_clusters = int(min(self.laq_config.codebook_size, max(2, len(ufeats) // 10)))
+            ucodes = np.stack([kmeans_labels(untrained[:, s], n_clusters, seed=seed)
+                               for s in range(untrained.shape[1])], 1)               # (N, S)
+            m["val/action_nmi_untrained"] = S1.action_nmi(ucodes, actions, bins, seed, joint=True)
+            m["val/action_probe_r2_untrained"] = S1.linear_probe_r2(ufeats, actions, episodes, seed)
+        return {k: float(x) for k, x in m.items()}
+
+    def _save_outputs(self, step, codes, latents, actions, episodes, untrained) -> None:
+        vcfg = self.cfg.training.validation
+        v = self._val
+        if vcfg.save_predictions:
+            path = Path(self.run.dir) / "val_predictions" / f"step_{step:06d}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            extra = {} if untrained is None else {"untrained_latents": untrained}
+            np.savez_compressed(
+                path, codes=codes, latents=latents, vectors=torch.cat(v["vectors"]).numpy(),
+                actions=actions if actions is not None else np.zeros((len(codes), 0), np.float32),
+                episode_ids=episodes, dataset_names=np.asarray(v["dataset"]),
+                recon_mse=torch.cat(v["mse"]).numpy(), copy_mse=torch.cat(v["copy"]).numpy(),
+                shuffled_mse=torch.cat(v["shuf"]).numpy(), step=step, **extra)
+        if vcfg.figures:
+            try:
+                from .laq_figures import code_action_scatter, code_usage_histogram, recon_grid
+
+                self.run.save_figure(recon_grid(*v["grid"]), "laq_recon_grid")
+                self.run.save_figure(code_usage_histogram(codes, self.laq_config.codebook_size),
+                                     "laq_code_usage")
+                if actions is not None:
+                    self.run.save_figure(code_action_scatter(codes, actions), "laq_code_vs_action")
+            except Exception as e:  # noqa: BLE001 - a figure must never kill training
+                self.run.log.warning("LAQ figures failed at step %d: %s: %s", step, type(e).__name__, e)

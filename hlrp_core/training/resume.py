@@ -1,0 +1,118 @@
+"""Exact resume: a pre-flight check of a checkpoint against a freshly built module (before any data loads), and the
+data position / RNG bookkeeping that makes the next batch and the loss curve continue exactly (MODELS 2.9).
+
+Checkpoints written by hlrp modules carry ``hlrp`` = {``hparams_schema_version``, ``config`` (the resolved run
+config), ``arch`` (the model's architecture dict), ``data_position``, ``rng``}.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..config import flatten, to_dict
+
+HPARAMS_SCHEMA_VERSION = 1
+#: Config sections whose differences are listed in a resume diff (the rest is run bookkeeping).
+DIFF_PREFIXES = ("model.", "data.preprocess.")
+
+
+class IncompatibleCheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed into this config; the message lists every difference and the fix."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"training.resume_from={str(path)!r}: no such checkpoint; point it at "
+                                "<old run>/ckpt/last.ckpt")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def state_diff(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> dict[str, list]:
+    """missing (in model, not in ckpt), unexpected (in ckpt only), mismatched [(key, ckpt shape, model shape)]."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = [(k, tuple(found[k].shape), tuple(expected[k].shape)) for k in sorted(set(expected) & set(found))
+                  if tuple(found[k].shape) != tuple(expected[k].shape)]
+    return {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
+
+
+def config_diff(ckpt_config: Mapping[str, Any] | None, cfg: Any, prefixes=DIFF_PREFIXES) -> dict[str, tuple]:
+    """{dotted key: (checkpoint value, current value)} for the architecture-relevant sections."""
+    if not ckpt_config:
+        return {}
+    a, b = flatten(dict(ckpt_config)), flatten(to_dict(cfg))
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if k.startswith(prefixes) and a.get(k) != b.get(k)}
+
+
+def format_incompatibility(path: str, cdiff: dict, sdiff: dict, n: int = 10) -> str:
+    lines = [f"cannot resume from {path}: the checkpoint was written by a different model shape."]
+    if cdiff:
+        lines.append(f"config keys that differ ({len(cdiff)}; checkpoint -> now):")
+        lines += [f"  {k}: {v[0]!r} -> {v[1]!r}" for k, v in list(cdiff.items())[:50]]
+    for name in ("missing", "unexpected"):
+        keys = sdiff[name]
+        if keys:
+            lines.append(f"{name} tensors ({len(keys)}): " + ", ".join(keys[:n]) + (" ..." if len(keys) > n else ""))
+    mm = sdiff["mismatched"]
+    if mm:
+        lines.append(f"mis-shaped tensors ({len(mm)}; checkpoint vs model): " + ", ".join(
+            f"{k} {list(a)} vs {list(b)}" for k, a, b in mm[:n]) + (" ..." if len(mm) > n else ""))
+    fix = ", ".join(f"{k}={v[0]}" for k, v in cdiff.items()) if cdiff else "the checkpoint's model.* values"
+    lines.append(f"fix: set {fix} to resume this checkpoint, or drop training.resume_from to start a new run.")
+    return "\n".join(lines)
+
+
+def preflight(module: torch.nn.Module, ckpt_path: str, cfg: Any) -> dict:
+    """Compare ``ckpt_path`` with ``module`` (freshly built from ``cfg``) on CPU; raise
+    ``IncompatibleCheckpointError`` listing config keys and missing/unexpected/mis-shaped tensors. Returns the
+    loaded checkpoint (for the data position)."""
+    ckpt = load_checkpoint(ckpt_path)
+    meta = ckpt.get("hlrp", {})
+    version = meta.get("hparams_schema_version")
+    if version not in (None, HPARAMS_SCHEMA_VERSION):
+        raise IncompatibleCheckpointError(
+            f"{ckpt_path}: hparams_schema_version={version} is unknown to this code (expects "
+            f"{HPARAMS_SCHEMA_VERSION}); resume with the hlrp version that wrote it")
+    sdiff = state_diff(module.state_dict(), ckpt.get("state_dict", {}))
+    cdiff = config_diff(meta.get("config"), cfg)
+    if any(sdiff.values()):
+        raise IncompatibleCheckpointError(format_incompatibility(str(ckpt_path), cdiff, sdiff))
+    return ckpt
+
+
+# ----------------------------------------------------------------------------------------------- RNG and data position
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: Mapping[str, Any] | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def set_data_position(datamodule: Any, ckpt: Mapping[str, Any]) -> int:
+    """Position ``datamodule`` so its next train batch is the one after the checkpoint's step.
+
+    Uses the datamodule's own state when it saved one (Lightning stores ``LightningDataModule.state_dict()`` under
+    the class name and restores it itself), otherwise ``set_start_index(step x batch_size)`` when available.
+    Returns the start sample index (or -1 when the datamodule exposes no position)."""
+    pos = ckpt.get("hlrp", {}).get("data_position", {})
+    index = int(pos.get("next_index", 0))
+    if hasattr(datamodule, "set_start_index"):
+        datamodule.set_start_index(index)
+        return index
+    return -1

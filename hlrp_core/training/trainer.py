@@ -1,0 +1,150 @@
+"""The Lightning trainer factory shared by Stage 1 and Stage 2, and ``fit_laq`` (the Stage-1 entry point).
+
+``build_trainer(cfg, run)``: precision from ``training.precision=auto`` (bf16-mixed on GPU, 32-true on CPU), no
+progress bars, ``LightningEnvironment`` (a notebook kernel must not be mistaken for a SLURM/torchrun worker), a
+CSV time series ``<run>/timeseries.csv`` (with host RSS per logged step), ``<run>/ckpt/last.ckpt`` plus a checkpoint
+every ``training.checkpoint.every_n_train_steps``, step-based validation every
+``training.validation.check_interval``, gradient clipping, and the shared callbacks (heartbeat, metrics.json,
+RAM guard, batch mix).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import LightningEnvironment
+
+from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
+                        RamGuardCallback)
+
+log = logging.getLogger("hlrp.training")
+TIMESERIES = "timeseries.csv"
+CKPT_DIR = "ckpt"
+
+
+def resolve_accelerator(training: Any) -> str:
+    acc = training.accelerator
+    if acc == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "gpu" if acc == "cuda" else acc
+
+
+def resolve_precision(training: Any, accelerator: Optional[str] = None) -> str:
+    """``auto`` -> ``bf16-mixed`` on GPU, ``32-true`` on CPU; explicit values pass through (``32`` -> ``32-true``)."""
+    accelerator = accelerator or resolve_accelerator(training)
+    if training.precision == "auto":
+        return "bf16-mixed" if accelerator == "gpu" else "32-true"
+    return "32-true" if training.precision in ("32", 32) else training.precision
+
+
+def timeseries_logger(run_dir: str | os.PathLike) -> CSVLogger:
+    """A CSVLogger writing ``<run_dir>/timeseries.csv`` (one row per logged step)."""
+    logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+    logger.experiment.metrics_file_path = os.path.join(logger.experiment.log_dir, TIMESERIES)
+    return logger
+
+
+def checkpoint_callback(run_dir: str | os.PathLike, training: Any) -> ModelCheckpoint:
+    ck = training.checkpoint
+    return ModelCheckpoint(dirpath=str(Path(run_dir) / CKPT_DIR), filename="step_{step:06d}",
+                           auto_insert_metric_name=False, every_n_train_steps=ck.every_n_train_steps,
+                           save_top_k=ck.keep_last_n if ck.keep_last_n >= 0 else -1, monitor="step", mode="max",
+                           save_last=True, save_on_train_epoch_end=False)
+
+
+def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
+    """The shared trainer. ``run`` provides ``dir`` (time series and checkpoints go there) and the recording hooks;
+    ``overrides`` are passed to ``L.Trainer`` last (tests use e.g. ``enable_checkpointing=False``)."""
+    t = cfg.training
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
+    accelerator = resolve_accelerator(t)
+    if t.max_epochs not in (-1, None):
+        log.warning("training.max_epochs=%s is ignored: runs are step-limited (training.max_steps)", t.max_epochs)
+    callbacks: list[L.Callback] = [
+        checkpoint_callback(run.dir, t),
+        HeartbeatCallback(run, t.heartbeat_every_n_steps),
+        HostMemoryCallback(t.log_every_n_steps),
+        MetricsJsonCallback(run),
+        RamGuardCallback(run, t.ram_guard.min_available_mb),
+        BatchMixCallback(run, t.dataset_usage_logger.log_batch_composition_every_n_steps),
+        *extra_callbacks,
+    ]
+    kwargs: dict[str, Any] = dict(
+        accelerator=accelerator, devices=t.devices if accelerator == "gpu" else 1, num_nodes=t.num_nodes,
+        precision=resolve_precision(t, accelerator), max_steps=t.max_steps, max_epochs=-1,
+        val_check_interval=t.validation.check_interval, check_val_every_n_epoch=None,
+        limit_val_batches=t.validation.limit_batches or 1.0, num_sanity_val_steps=t.validation.num_sanity_val_steps,
+        gradient_clip_val=t.gradient_clip_val or None, log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=False, enable_model_summary=False, logger=timeseries_logger(run.dir),
+        callbacks=callbacks, default_root_dir=str(run.dir),
+        profiler="simple" if t.profiler.enabled else None,
+    )
+    if t.num_nodes <= 1 and (accelerator == "cpu" or t.devices == 1):
+        kwargs["plugins"] = [LightningEnvironment()]
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def build_datamodule(cfg: Any):
+    """The data adapter's LightningDataModule (``hlrp_core.data.build_datamodule``)."""
+    from ..data import build_datamodule as _build
+
+    return _build(cfg)
+
+
+def fit_laq(cfg: Any, run: Any, datamodule: Any = None, **trainer_overrides: Any) -> dict:
+    """Train the Stage-1 LAQ: build the module, pre-flight any ``training.resume_from`` checkpoint against it (before
+    any data loads), fit, validate at the final step, write ``ckpt/last.ckpt`` and ``artifacts/laq_artifact.pt``.
+    Returns the latest validation metrics plus ``global_step`` and ``artifact``."""
+    from .artifacts import ARTIFACT_NAME, save_laq_artifact
+    from .laq_module import LAQModule
+    from .resume import preflight
+
+    t = cfg.training
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    module = LAQModule(cfg, run)
+    n_params = sum(p.numel() for p in module.model.parameters())
+    run.log.info("LAQ: %d parameters, S=%d K=%d D=%d quantizer=%s", n_params, cfg.model.code_seq_len,
+                 cfg.model.codebook_size, cfg.model.code_dim, cfg.model.quantizer)
+    ckpt_path = None
+    if t.resume_from:
+        from ..paths import resolve
+
+        ckpt_path = str(resolve(t.resume_from))
+        ck = preflight(module, ckpt_path, cfg)  # raises IncompatibleCheckpointError before any data exists
+        run.log.info("resuming from %s at step %s", ckpt_path, ck.get("global_step"))
+    dm = datamodule if datamodule is not None else build_datamodule(cfg)
+    trainer = build_trainer(cfg, run, **trainer_overrides)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    stopped = getattr(next((c for c in trainer.callbacks if isinstance(c, RamGuardCallback)), None),
+                      "stopped_reason", None)
+    if module.last_val_step != trainer.global_step and not stopped:
+        trainer.validate(module, datamodule=dm, verbose=False)
+    out = dict(module.last_val_metrics)
+    out["global_step"] = int(trainer.global_step)
+    if trainer.checkpoint_callback is not None:
+        trainer.save_checkpoint(str(Path(run.dir) / CKPT_DIR / "last.ckpt"))
+    if t.save_artifact:
+        path = save_laq_artifact(module.model, Path(run.dir) / "artifacts" / ARTIFACT_NAME,
+                                 source_run_dir=str(run.dir), global_step=int(trainer.global_step),
+                                 resize_mode=cfg.data.preprocess.resize_mode)
+        out["artifact"] = str(path)
+        run.log.info("LAQ artifact: %s", path)
+    if stopped:
+        out["stopped_reason"] = stopped
+    if hasattr(dm, "teardown"):
+        try:
+            dm.teardown("fit")
+        except Exception:  # noqa: BLE001
+            pass
+    return out
