@@ -86,6 +86,9 @@ class DatasetEntry:
             ``data.adapter.allow_split_overlap=true``).
         pair_offset_steps: Gap k between the first and last frame of a pair (k_min when a range is given).
         pair_offset_max_steps: Optional upper end of a per-sample gap range [k, k_max]; null = fixed k.
+        pair_offset_seconds: Optional gap in seconds, ``[dt]`` or ``[dt_min, dt_max]``; replaces the steps above with
+            k = max(1, round(dt * control_hz)) from the registry's control frequency (DATASETS Q8). A dataset with
+            unknown Hz is an error at loader start.
         weight: A number, ``"proportionate"`` or null (= proportionate). 0 drops the dataset.
         approx_num_pairs: Size hint for proportionate weights; null = the pair count from hlrp's episode index.
         seed: Per-dataset seed; null = (global seed + crc32(name)) & 0x7FFFFFFF.
@@ -96,6 +99,7 @@ class DatasetEntry:
     val_split: str = "train[90%:]"
     pair_offset_steps: int = 5
     pair_offset_max_steps: Optional[int] = None
+    pair_offset_seconds: Optional[list[float]] = None
     weight: Any = None
     approx_num_pairs: Optional[int] = None
     seed: Optional[int] = None
@@ -633,6 +637,11 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
             check(problems, e.pair_offset_max_steps >= e.pair_offset_steps,
                   f"data.dataset.oxe.datasets[{nm}].pair_offset_max_steps={e.pair_offset_max_steps} must be >= "
                   f"pair_offset_steps={e.pair_offset_steps}")
+        if e.pair_offset_seconds is not None:
+            ps = list(e.pair_offset_seconds)
+            check(problems, len(ps) in (1, 2) and all(x > 0 for x in ps) and ps == sorted(ps),
+                  f"data.dataset.oxe.datasets[{nm}].pair_offset_seconds={ps}: give [dt] or [dt_min, dt_max] with "
+                  "0 < dt_min <= dt_max (seconds)")
         w = e.weight
         if w is not None and not (isinstance(w, str) and w.strip().lower() == "proportionate"):
             try:

@@ -11,6 +11,7 @@ per-dataset graph. A corrupt shard raises ``CorruptShardError`` naming the file 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import pickle
@@ -80,9 +81,18 @@ def _example_cls():
 
 
 def iter_records(path: str):
-    """Yield (offset, length) of each TFRecord in a local file, checking the framing (not the CRCs)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    """Yield (offset, length) of each TFRecord in a file (local or ``gs://``), checking the framing (not the CRCs)."""
+    if path.startswith("gs://"):
+        from .tfenv import import_tf
+
+        with import_tf().io.gfile.GFile(path, "rb") as g:
+            blob = g.read()
+        size = len(blob)
+        f = io.BytesIO(blob)
+    else:
+        size = os.path.getsize(path)
+        f = open(path, "rb")
+    with f:
         off = 0
         while off < size:
             head = f.read(12)
@@ -242,8 +252,6 @@ def build_split_index(src: ResolvedSource, spec: DatasetSpec, split: str, cache_
 
     first_s = None
     for fi, path in enumerate(layout.files):
-        if path.startswith("gs://"):
-            raise CorruptShardError(f"{path}: indexing GCS shards is not supported on this path; mirror it locally")
         count = 0
         for off, n in iter_records(path):
             where = f"{path} (record at byte {off})"

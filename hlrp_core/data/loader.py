@@ -71,6 +71,19 @@ __all__ = ["PairLoader", "PairDataModule", "open_loader", "build_datamodule", "R
            "DataSourceError", "CorruptShardError", "mem_available_mb"]
 
 
+def gap_steps(entry: Any, spec: reg.DatasetSpec) -> tuple[int, int]:
+    """(k_min, k_max) of a dataset entry: from ``pair_offset_seconds`` via the registry's Hz when given (k =
+    max(1, round(dt * Hz))), else ``pair_offset_steps`` / ``pair_offset_max_steps``."""
+    if entry.pair_offset_seconds:
+        if not spec.control_hz:
+            raise DataSourceError(f"data.dataset.oxe.datasets[{entry.name}].pair_offset_seconds: the registry has no "
+                                  "control frequency for this dataset; give pair_offset_steps instead")
+        ks = [max(1, round(float(x) * float(spec.control_hz))) for x in entry.pair_offset_seconds]
+        return ks[0], ks[-1]
+    k = int(entry.pair_offset_steps)
+    return k, int(entry.pair_offset_max_steps or k)
+
+
 class RamGuardError(MemoryError):
     """MemAvailable fell below the configured floor; the loader stopped cleanly. The message is the reason."""
 
@@ -268,7 +281,7 @@ class PairLoader:
                 if (e.name, base) not in idxs:
                     idxs[(e.name, base)], infos[(e.name, base)] = build_split_index(src, spec, base, cache_path)
             srcs[e.name] = (spec, src, time.perf_counter() - t0)
-            k_min = int(e.pair_offset_steps)
+            k_min = gap_steps(e, spec)[0]
             tr = idxs[(e.name, e.train_split.split("[")[0].strip())]
             pos = np.asarray(split_episodes(e.train_split, tr.num_episodes))
             elig = pos[tr.length[pos] - 1 >= k_min] if len(pos) else pos
@@ -287,8 +300,7 @@ class PairLoader:
             spec, src, secs = srcs[e.name]
             trb, vab = e.train_split.split("[")[0].strip(), e.val_split.split("[")[0].strip()
             tr, va = idxs[(e.name, trb)], idxs[(e.name, vab)]
-            k_min = int(e.pair_offset_steps)
-            k_max = int(e.pair_offset_max_steps or k_min)
+            k_min, k_max = gap_steps(e, spec)
             tpos = np.asarray(split_episodes(e.train_split, tr.num_episodes), np.int64)
             vpos = np.asarray(split_episodes(e.val_split, va.num_episodes), np.int64)
             where = f"data.dataset.oxe.datasets[{e.name}]"

@@ -324,3 +324,19 @@ def test_synthetic_data_touches_no_files(tmp_path):
         b = loader.next_train()
         assert tuple(b["frames"].shape) == (4, 3, 2, 16, 16) and int(b["frames"].max()) == 0
         assert len(list(loader.val_batches())) == 1
+
+
+def test_gap_in_seconds_uses_the_registry_hz(mirror_root, tmp_path):
+    from hlrp_core.config.data import DatasetEntry
+
+    cfg = _cfg(mirror_root, tmp_path)
+    cfg.data.dataset.oxe.datasets = [  # bridge 5 Hz, robonet 1 Hz (DATASETS Q8)
+        DatasetEntry("bridge", "train[:8]", "train[8:]", 3, pair_offset_seconds=[0.4, 1.0], weight=1.0),
+        DatasetEntry("robonet", "train[:8]", "train[8:]", 3, pair_offset_seconds=[2.0], weight=1.0)]
+    with open_loader(cfg) as loader:
+        ks = {}
+        for _ in range(4):
+            b = loader.next_train()
+            for n, k in zip(b["dataset_name"], b["offset"].tolist()):
+                ks.setdefault(n, set()).add(k)
+    assert ks["robonet"] == {2} and ks["bridge"] <= {2, 3, 4, 5} and len(ks["bridge"]) > 1
