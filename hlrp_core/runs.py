@@ -300,6 +300,9 @@ def start(experiment: str = "", overrides: Iterable[str] = (), *, seed: int = 0,
         path.mkdir(parents=True, exist_ok=True)
     else:
         path = new_run_dir(cfg.experiment.study or "scratch", cfg.experiment.name or name or experiment or "run")
+    from .config.data import effective_knobs  # floor 1: the effective (clamped/derived) data knobs
+
+    cfg.data.effective = effective_knobs(cfg)
     if not (path / PARAMS).exists():
         atomic_write_text(path / PARAMS, yaml.safe_dump(
             {"experiment": experiment, "overrides": overrides, "seed": seed, "smoke": smoke, "run_dir": str(path)},
@@ -314,6 +317,7 @@ def start(experiment: str = "", overrides: Iterable[str] = (), *, seed: int = 0,
     log.info("run dir: %s", path)
     log.info("config differs from defaults in %d keys: %s", len(changed),
              ", ".join(f"{k}={v[1]!r}" for k, v in changed.items()) or "(none)")
+    log.info("effective data knobs: %s", ", ".join(f"{k}={v}" for k, v in cfg.data.effective.items()))
     if cfg.logging.use_wandb:
         log.warning("logging.use_wandb=true has no effect: hlrp records to metrics.json/timeseries.csv")
     return cfg, Run(path, cfg, log, sampler)

@@ -395,6 +395,9 @@ class DataConfig:
         preprocess: Image size and resize mode.
         adapter: Budgets and the seed's ``data.adapter.tf.*`` knobs.
         bench: Loader benchmark sizing.
+        effective: Derived, read-only: the effective knob values (``effective_knobs``) that ``hlrp_core.runs.start``
+            records in the run's ``config.yaml``, so a ladder can never again compare a no-op rung. Any value set
+            by the user is replaced.
     """
 
     root: str = ""
@@ -403,6 +406,7 @@ class DataConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    effective: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, problems: list[str]) -> None:
         """All cross-knob rules (DATA_ADAPTER 1.5, C1-C11). Pure: no thread, TF object or file handle."""

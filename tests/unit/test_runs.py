@@ -58,3 +58,15 @@ def test_list_and_describe(tmp_path):
     assert found == [a]
     d = runs.describe(a)
     assert d["status"] == "DONE" and d["metrics"]["x"] == 1
+
+
+def test_effective_data_knobs_recorded_in_config(tmp_path):
+    import yaml
+
+    _, run = runs.start("", ["data.adapter.tf.tfds_read.interleave_parallelism=2"], run_dir=str(tmp_path / "r"),
+                        smoke=True)
+    eff = yaml.safe_load((run.dir / "config.yaml").read_text())["data"]["effective"]
+    # cycle_length defaults to 1, so the requested read interleave of 2 is clamped: the record shows the truth
+    assert eff["tf.tfds_read.interleave_parallelism"] == 1
+    assert load_run(run.dir).data.effective == eff
+    run.finish()
