@@ -1,4 +1,5 @@
-"""``hlrp run``: execute a notebook headless with papermill into a fresh run directory.
+"""``hlrp run``: execute a notebook headless with papermill into a fresh run directory (orchestration floor 6:
+ladder/ and cluster/ reuse its parameter merging and naming).
 
     hlrp run notebooks/00_workbench_check.ipynb [-f params/x.yaml ...] [--set data.loader.batch_size=48 ...]
 
