@@ -82,6 +82,9 @@ class PolicyConfig:
         action_dim: Action width predicted by the action head; null = the batch's padded width is not used and
             ``actions``/``multitask`` are refused. Padded dimensions (per-sample ``action_dim``) are masked.
         val_flow_seed: Seed of the fixed flow noise used at validation (the same items get the same noise).
+        val_vote_samples: ``latent_flow``: extra fixed-seed flow samples per validation item whose nearest codes are
+            majority-voted per position (``val/token_accuracy_vote``, an estimate of the conditional mode; a single
+            sample's accuracy is capped near sum_k p_k^2 when the labels are ambiguous). 0 = off.
     """
 
     backbone: str = "tiny"
@@ -105,6 +108,7 @@ class PolicyConfig:
     action_loss_weight: float = 1.0
     action_dim: Optional[int] = None
     val_flow_seed: int = 1234
+    val_vote_samples: int = 8
 
     def validate(self, problems: list[str]) -> None:
         check_choice(problems, "model.policy.mode", self.mode, POLICY_MODES)

@@ -189,7 +189,7 @@ class PolicyModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val = {k: [] for k in ("gt_codes", "pred_codes", "gt_vectors", "pred_vectors", "episode_id",
                                      "dataset_name", "frame_idx", "loss", "n", "pred_action", "gt_action",
-                                     "action_dim", "sub")}
+                                     "action_dim", "sub", "vote_codes")}
         self._val_first_batch = None
 
     @torch.no_grad()
@@ -210,6 +210,12 @@ class PolicyModule(L.LightningModule):
             pred_codes = self.policy.decode_codes(pred_vec)
             V["pred_vectors"].append(pred_vec.cpu().numpy())
             V["pred_codes"].append(pred_codes.cpu().numpy())
+            nv = self.pcfg.val_vote_samples
+            if nv > 0:
+                votes = torch.stack([self.policy.decode_codes(self.policy.sample_latents(
+                    pooled, generator=self._gen((self.pcfg.val_flow_seed + 1 + j) * 104729 + batch_idx)))
+                    for j in range(nv)])                                                  # (nv, B, S)
+                V["vote_codes"].append(torch.mode(votes, dim=0).values.cpu().numpy())
         elif self.pcfg.mode == "codes":
             pred_codes = logits.argmax(-1)
             V["pred_codes"].append(pred_codes.cpu().numpy())
@@ -239,6 +245,7 @@ class PolicyModule(L.LightningModule):
                 self.log(k, float(v), on_step=False, on_epoch=True)
         self.info(ST.batch_mix_line("Val", step, self._val["dataset_name"]))
         self.info(f"[Val] step={step} loss={m['val/loss']:.4f} token_acc={m.get('val/token_accuracy', float('nan')):.3f} "
+                  f"vote={m.get('val/token_accuracy_vote', float('nan')):.3f} "
                   f"majority={m.get('val/token_accuracy_majority_baseline', float('nan')):.3f} "
                   f"seq_acc={m.get('val/sequence_accuracy', float('nan')):.3f} n={int(sum(self._val['n']))}")
         self._save_predictions(step)
@@ -260,6 +267,10 @@ class PolicyModule(L.LightningModule):
         if V["pred_codes"]:
             m.update(ST.code_accuracy_stats(gt_codes, np.concatenate(V["pred_codes"]),
                                             self.labeller.spec.codebook_size))
+        if V["vote_codes"]:
+            vote = ST.code_accuracy_stats(gt_codes, np.concatenate(V["vote_codes"]), self.labeller.spec.codebook_size)
+            for k in ("token_accuracy", "token_accuracy_ci_low", "token_accuracy_ci_high", "sequence_accuracy"):
+                m[f"val/{k.replace('token_accuracy', 'token_accuracy_vote').replace('sequence_accuracy', 'sequence_accuracy_vote')}"] = vote[f"val/{k}"]
         if V["pred_vectors"]:
             gv, pv = np.concatenate(V["gt_vectors"]), np.concatenate(V["pred_vectors"])
             m.update(ST.vector_stats(pv, gv, "val/latent_vector_stats/"))

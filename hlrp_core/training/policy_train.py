@@ -122,7 +122,7 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
 
 SUMMARY_KEYS = ["val/loss", "val/token_accuracy", "val/token_accuracy_ci_low", "val/token_accuracy_ci_high",
                 "val/token_accuracy_majority_baseline", "val/token_accuracy_majority_baseline_ci_high",
-                "val/token_accuracy_lift", "val/sequence_accuracy", "val/sequence_accuracy_majority_baseline",
+                "val/token_accuracy_lift", "val/token_accuracy_vote", "val/sequence_accuracy", "val/sequence_accuracy_majority_baseline",
                 "val/num_items", "val/latent_vector_stats/cosine_mean", "val/latent_vector_stats/variance_ratio",
                 "perf/steps_per_sec", "perf/samples_per_sec", "stage2/global_step", "stage2/fit_wall_s"]
 

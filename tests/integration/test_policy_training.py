@@ -50,7 +50,7 @@ def test_latent_flow_run_writes_everything(tmp_path, caplog):
                "training.train_visualization.every_n_steps=2", "training.train_visualization.num_samples=2")
     m = _run(cfg, tmp_path)
     for key in ["val/loss", "val/flow_loss", "val/token_accuracy", "val/token_accuracy_majority_baseline",
-                "val/sequence_accuracy", "perf/samples_per_sec", "perf/steps_per_sec",
+                "val/sequence_accuracy", "perf/samples_per_sec", "perf/steps_per_sec", "val/token_accuracy_vote",
                 "val/latent_vector_stats/cosine_mean", "val/latent_vector_stats/pred_unique_frac",
                 "val/dataset_mix_unique", "val/dataset_mix_top1_frac", "val/dataset_mix_entropy_norm",
                 "val/dataset_mix_frac_synthetic_square"]:
