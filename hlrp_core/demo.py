@@ -24,6 +24,8 @@ class DemoStep:
 
 DEMO_STEPS: list[DemoStep] = [
     DemoStep("workbench_check", "notebooks/00_workbench_check.ipynb", sets=["data.loader.batch_size=48"]),
+    # Stage 1 tiny: LAQ on the embedded procedural data (writes artifacts/laq_artifact.pt, health + alignment figures).
+    DemoStep("laq_tiny", "notebooks/10_train_laq.ipynb", params=["params/laq_tiny.yaml"]),
     # Stage 2 tiny on the LAQ tiny step's artifact (the run directory is accepted: artifacts/laq_artifact.pt inside).
     # Keep this after the Stage-1 step "laq_tiny".
     DemoStep("policy_tiny", "notebooks/11_train_policy.ipynb", params=["params/policy_tiny.yaml"],

@@ -51,8 +51,16 @@ class ModelConfig:
         codebook_size: K, codes per position (8 ... 4096). For ``fsq`` it must equal the product of ``fsq_levels``.
         quantizer: ``nsvq`` (LAPA/predecessor parity), ``vq_ema`` (EMA codebook, k-means init on the first batch,
             dead-code expiry from the current batch; collapse-resistant) or ``fsq`` (no codebook, cannot collapse).
+        reducer: How the D x 8 x 8 delta becomes S code vectors: ``conv`` (LAPA: conv3 s2, ReLU, a position-specific
+            last conv) or ``maxpool`` (conv3 + conv1, adaptive max-pool to the S layout; translation-invariant, trains
+            far faster on small data).
         decoder_residual: Decoder predicts ``o_t + f(o_t, codes)`` (true) or pixels directly (false, LAPA). The
             residual form trains in minutes on CPU; delta-PSNR still proves the codes are used (LEARNING_METRICS 5).
+        decoder_cond_add: Also add a projection of the (flattened) action tokens to every decoder patch token, beside
+            the cross-attention (a direct path for the code; the decoder learns to use it in hundreds of steps on
+            CPU instead of thousands). false = LAPA's cross-attention only.
+        codebook_init: NSVQ codebook start: ``data`` (re-seed from the first training batch's latents, so the
+            substituted noise starts at the latents' scale; trains much faster) or ``normal`` (N(0,1), LAPA parity).
         replacement_schedule: NSVQ dead-code replacement ``[[interval, until], ...]``: an event fires when
             ``step < until and step % interval == 0`` (MODELS 1.6). Empty = off (a warning; never ship NSVQ so).
         replacement_threshold: A code is dead when its window count < threshold x (window total / K).
@@ -83,7 +91,10 @@ class ModelConfig:
     code_seq_len: int = 4
     codebook_size: int = 8
     quantizer: str = "nsvq"
+    reducer: str = "conv"
     decoder_residual: bool = True
+    decoder_cond_add: bool = True
+    codebook_init: str = "data"
     replacement_schedule: list[list[int]] = field(
         default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
     replacement_threshold: float = 0.1
@@ -104,6 +115,8 @@ class ModelConfig:
     def validate_laq(self, problems: list[str]) -> None:
         """LAQ architecture rules (the 8x8 grid vs ``data.preprocess.image_size`` is checked when the model is built)."""
         check_choice(problems, "model.quantizer", self.quantizer, list(LAQ_QUANTIZERS))
+        check_choice(problems, "model.reducer", self.reducer, ["conv", "maxpool"])
+        check_choice(problems, "model.codebook_init", self.codebook_init, ["data", "normal"])
         check_choice(problems, "model.code_seq_len", self.code_seq_len, [1, 2, 4])
         check(problems, 2 <= self.codebook_size <= 65536,
               f"model.codebook_size={self.codebook_size} must be in [2, 65536] (issue range 8 ... 4096)")

@@ -59,7 +59,7 @@ def build_manifest(model: LAQModel, *, source_run_dir: str = "", global_step: in
         "weights_hash": weights_hash(sd),
         "preprocess": {"image_size": c.image_size, "resize_mode": resize_mode, "scale": "uint8/255"},
         "source_run_dir": source_run_dir, "source_global_step": int(global_step),
-        "versions": {"torch": torch.__version__, "hlrp": _version("hlrp")},
+        "versions": {"torch": str(torch.__version__), "hlrp": _version("hlrp")},
     }
 
 

@@ -101,6 +101,9 @@ class LAQModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Batch keys: ``frames`` uint8 [B,3,T,H,W]. Returns the loss (pixel MSE + quantizer aux loss)."""
+        # per-step seed: NSVQ noise and replacement draws depend only on (seed, step), so a resumed run continues
+        # exactly whatever else drew from the global RNG in between (data loader iterators, validation)
+        torch.manual_seed((int(self.cfg.seed) * 1_000_003 + int(self.global_step)) % (2 ** 62))
         self._dead_codes()
         out = self.model(batch["frames"])
         sched = self.lr_schedulers()

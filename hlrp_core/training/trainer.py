@@ -100,7 +100,8 @@ def build_datamodule(cfg: Any):
     return _build(cfg)
 
 
-def fit_laq(cfg: Any, run: Any, datamodule: Any = None, **trainer_overrides: Any) -> dict:
+def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequence[L.Callback] = (),
+            **trainer_overrides: Any) -> dict:
     """Train the Stage-1 LAQ: build the module, pre-flight any ``training.resume_from`` checkpoint against it (before
     any data loads), fit, validate at the final step, write ``ckpt/last.ckpt`` and ``artifacts/laq_artifact.pt``.
     Returns the latest validation metrics plus ``global_step`` and ``artifact``."""
@@ -124,7 +125,7 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, **trainer_overrides: Any
         ck = preflight(module, ckpt_path, cfg)  # raises IncompatibleCheckpointError before any data exists
         run.log.info("resuming from %s at step %s", ckpt_path, ck.get("global_step"))
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
-    trainer = build_trainer(cfg, run, **trainer_overrides)
+    trainer = build_trainer(cfg, run, extra_callbacks, **trainer_overrides)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     stopped = getattr(next((c for c in trainer.callbacks if isinstance(c, RamGuardCallback)), None),
                       "stopped_reason", None)

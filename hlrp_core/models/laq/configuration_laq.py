@@ -15,7 +15,7 @@ from ...config.errors import ConfigError
 #: Fields that define the network (a mismatch makes a checkpoint/artifact incompatible).
 ARCH_KEYS = ("image_size", "patch_size", "dim", "heads", "dim_head", "spatial_depth", "temporal_depth",
              "decoder_depth", "ff_mult", "attn_num_null_kv", "code_dim", "code_seq_len", "codebook_size",
-             "quantizer", "decoder_residual", "fsq_levels", "num_frames")
+             "quantizer", "reducer", "decoder_residual", "decoder_cond_add", "fsq_levels", "num_frames")
 
 #: Config keys (dotted) of the run config that map to ``LAQConfig`` fields.
 CONFIG_KEYS = {k: f"model.{k}" for k in ARCH_KEYS}
@@ -49,10 +49,13 @@ class LAQConfig:
     code_seq_len: int = 4
     codebook_size: int = 8
     quantizer: str = "nsvq"
+    reducer: str = "conv"
     decoder_residual: bool = True
+    decoder_cond_add: bool = True
     fsq_levels: list[int] = field(default_factory=list)
     num_frames: int = 2
     # training-time quantizer knobs (no effect on shapes)
+    codebook_init: str = "data"
     replacement_schedule: list[list[int]] = field(default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
     replacement_threshold: float = 0.1
     replacement_min_window_factor: float = 10.0

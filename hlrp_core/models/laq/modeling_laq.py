@@ -7,10 +7,11 @@
       |  spatial blocks (per frame, 64 tokens)  x spatial_depth
       |  temporal blocks (per cell, T tokens, causal)  x temporal_depth
       |  to_code: Linear(dim -> D); delta = last - first                                  -> [B,D,8,8]
-      |  conv reducer (8x8 -> 2x2 | 2x1 | 1x1)                                             -> [B,S,D]
+      |  reducer (LAPA conv, or conv + max-pool) 8x8 -> 2x2 | 2x1 | 1x1                 -> [B,S,D]
       |  quantizer (NSVQ | VQ-EMA | FSQ)                -> codes [B,S], vectors [B,S,D], z [B,S,D]
       v
-    decoder: patch tokens of o_t (own embedding) x decoder_depth blocks of
+    decoder: patch tokens of o_t (own embedding) [+ Linear(project_out(z) flattened), when decoder_cond_add]
+             x decoder_depth blocks of
              [self-attention, cross-attention to project_out(z) (S tokens), GEGLU]
              -> Linear(dim -> 3p^2) -> o_t + residual (or pixels)                          -> [B,3,H,W]
 
@@ -139,8 +140,16 @@ class PatchEmbed(nn.Module):
         return self.net(x)                                                              # (B, T, h, w, dim)
 
 
-def build_reducer(code_dim: int, code_seq_len: int) -> nn.Sequential:
-    """D x 8 x 8 delta -> S code vectors (MODELS 1.4): 4 -> 2x2, 2 -> 2x1, 1 -> 1x1."""
+def build_reducer(code_dim: int, code_seq_len: int, kind: str = "conv") -> nn.Sequential:
+    """D x 8 x 8 delta -> S code vectors (MODELS 1.4): 4 -> 2x2, 2 -> 2x1, 1 -> 1x1.
+
+    ``conv`` (LAPA): conv3 s2 p1, ReLU, then a position-specific last conv (3 / (3,4) / 4 kernel).
+    ``maxpool``: conv3 p1 (D -> 4D), ReLU, conv1 (4D -> D), adaptive max-pool to the same 2x2 / 2x1 / 1x1 layout:
+    translation-invariant, so a motion seen at one place trains every place (much faster on small data)."""
+    if kind == "maxpool":
+        out = {4: (2, 2), 2: (2, 1), 1: (1, 1)}[code_seq_len]
+        return nn.Sequential(nn.Conv2d(code_dim, 4 * code_dim, 3, 1, 1), nn.ReLU(),
+                             nn.Conv2d(4 * code_dim, code_dim, 1), nn.AdaptiveMaxPool2d(out))
     last = {4: nn.Conv2d(code_dim, code_dim, 3, 1, 0),
             2: nn.Conv2d(code_dim, code_dim, (3, 4), 1, 0),
             1: nn.Conv2d(code_dim, code_dim, 4, 1, 0)}[code_seq_len]
@@ -173,17 +182,18 @@ class LAQModel(nn.Module):
         self.spatial = nn.ModuleList([Block(c.dim, **blk) for _ in range(c.spatial_depth)])
         self.temporal = nn.ModuleList([Block(c.dim, **blk) for _ in range(c.temporal_depth)])
         self.to_code = nn.Linear(c.dim, c.code_dim)
-        self.reducer = build_reducer(c.code_dim, c.code_seq_len)
+        self.reducer = build_reducer(c.code_dim, c.code_seq_len, c.reducer)
         self.quantizer: BaseQuantizer = build_quantizer(
             c.quantizer, c.code_dim, c.codebook_size, schedule=c.replacement_schedule,
             threshold=c.replacement_threshold, min_window_factor=c.replacement_min_window_factor,
             ema_decay=c.ema_decay, commitment_weight=c.commitment_weight,
-            dead_code_threshold=c.dead_code_threshold, fsq_levels=c.fsq_levels)
+            dead_code_threshold=c.dead_code_threshold, fsq_levels=c.fsq_levels, codebook_init=c.codebook_init)
         # decoder
         self.dec_patch_embed = PatchEmbed(c.patch_size, c.dim)
         self.dec_pos = nn.Parameter(torch.randn(g * g, c.dim) * 0.02)                   # (64, dim)
         self.project_out = nn.Linear(c.code_dim, c.dim)
         self.code_pos = nn.Parameter(torch.randn(c.code_seq_len, c.dim) * 0.02)        # (S, dim)
+        self.cond_add = nn.Linear(c.code_seq_len * c.dim, c.dim) if c.decoder_cond_add else None
         self.decoder = nn.ModuleList([Block(c.dim, **blk, cross_dim=c.dim) for _ in range(c.decoder_depth)])
         self.dec_norm = nn.LayerNorm(c.dim)
         self.to_pixels = nn.Linear(c.dim, 3 * c.patch_size ** 2)
@@ -228,6 +238,8 @@ class LAQModel(nn.Module):
         x = self.dec_patch_embed(first.unsqueeze(2))[:, 0]                              # (B, g, g, dim)
         x = x.reshape(b, g * g, c.dim) + self.dec_pos                                   # (B, 64, dim)
         ctx = self.project_out(z) + self.code_pos                                       # (B, S, dim)
+        if self.cond_add is not None:
+            x = x + self.cond_add(ctx.flatten(1))[:, None, :]                           # (B, 64, dim)
         for blk in self.decoder:
             x = blk(x, grid=(1, g, g), context=ctx)                                     # (B, 64, dim)
         pix = self.to_pixels(self.dec_norm(x))                                          # (B, 64, 3p^2)

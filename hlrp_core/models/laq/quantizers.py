@@ -273,9 +273,10 @@ class FSQ(BaseQuantizer):
 
 def build_quantizer(quantizer: str, code_dim: int, codebook_size: int, *, schedule=(), threshold=0.1,
                     min_window_factor=10.0, ema_decay=0.8, commitment_weight=0.25, dead_code_threshold=2.0,
-                    fsq_levels=()) -> BaseQuantizer:
+                    fsq_levels=(), codebook_init="data") -> BaseQuantizer:
     if quantizer == "nsvq":
-        return NSVQ(code_dim, codebook_size, [list(p) for p in schedule], threshold, min_window_factor)
+        return NSVQ(code_dim, codebook_size, [list(p) for p in schedule], threshold, min_window_factor,
+                    data_init=codebook_init == "data")
     if quantizer == "vq_ema":
         return VQEMA(code_dim, codebook_size, ema_decay, commitment_weight, dead_code_threshold)
     if quantizer == "fsq":

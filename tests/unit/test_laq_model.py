@@ -1,0 +1,167 @@
+"""Stage-1 LAQ unit tests: shapes, quantizers, dead-code replacement, optimizer groups, schedule, artifact manifest."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hlrp_core.config import ConfigError, load
+from hlrp_core.models.laq import FSQ, NSVQ, VQEMA, LAQConfig, LAQModel, schedule_fires
+from hlrp_core.training.artifacts import ArtifactError, load_laq_artifact, save_laq_artifact
+from hlrp_core.training.optim import lr_lambda, param_groups
+
+TINY = dict(dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1, code_dim=8)
+
+
+def _clip(b=4, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, 3, 2, size, size), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("quantizer,S,K", [("nsvq", 4, 8), ("nsvq", 1, 4096), ("nsvq", 2, 16),
+                                           ("vq_ema", 4, 8), ("fsq", 1, 4096), ("fsq", 4, 8)])
+def test_shapes_and_index_range(quantizer, S, K):
+    torch.manual_seed(0)
+    model = LAQModel(LAQConfig(**TINY, quantizer=quantizer, code_seq_len=S, codebook_size=K))
+    torch.nn.init.normal_(model.to_pixels.weight, std=0.02)  # the residual head starts at 0 (no encoder grad yet)
+    out = model(_clip())
+    assert out.codes.shape == (4, S) and out.codes.dtype == torch.int64
+    assert int(out.codes.min()) >= 0 and int(out.codes.max()) < K
+    assert out.vectors.shape == (4, S, 8) and out.latents.shape == (4, S, 8)
+    assert out.recon.shape == (4, 3, 64, 64)
+    out.loss.backward()
+    assert model.to_code.weight.grad is not None and model.to_code.weight.grad.abs().sum() > 0
+    model.eval()
+    codes, vectors = model.label(_clip())
+    assert codes.shape == (4, S) and vectors.shape == (4, S, 8)
+    assert torch.equal(codes, model.label(_clip())[0])  # deterministic at inference
+
+
+def test_forced_codes_change_reconstruction():
+    torch.manual_seed(0)
+    model = LAQModel(LAQConfig(**TINY, code_seq_len=1, codebook_size=8, decoder_residual=False)).eval()
+    x = _clip()
+    a = model(x, codes=torch.zeros(4, 1, dtype=torch.long)).recon
+    b = model(x, codes=torch.full((4, 1), 3, dtype=torch.long)).recon
+    assert not torch.allclose(a, b)
+
+
+def test_grid_must_be_8x8():
+    with pytest.raises(ConfigError, match="model.patch_size=4"):
+        LAQConfig(image_size=32, patch_size=8)
+
+
+def test_config_fields_are_top_level_overrides():
+    cfg = load(overrides=["model.dim=48", "model.code_seq_len=1", "model.codebook_size=4096", "model.quantizer=fsq"])
+    c = LAQConfig.from_config(cfg)
+    assert (c.dim, c.code_seq_len, c.codebook_size, c.quantizer) == (48, 1, 4096, "fsq")
+    with pytest.raises(ConfigError, match="model.code_seq_len"):
+        load(overrides=["model.code_seq_len=3"])
+    with pytest.raises(ConfigError, match="model.quantizer"):
+        load(overrides=["model.quantizer=vqq"])
+
+
+def test_nsvq_training_noise_and_eval_exact():
+    torch.manual_seed(0)
+    q = NSVQ(4, 8, schedule=[], data_init=False)
+    x = torch.randn(16, 1, 4)
+    q.train()
+    out = q(x)
+    # the substituted noise has exactly the norm of the quantization residual
+    assert torch.allclose((out.z - x).norm(dim=-1), (x - out.vectors).norm(dim=-1), atol=1e-5)
+    q.eval()
+    out = q(x)
+    assert torch.equal(out.z, out.vectors)
+
+
+def test_nsvq_dead_code_replacement_relative_threshold_and_deferral():
+    torch.manual_seed(0)
+    q = NSVQ(4, 8, schedule=[[10, 100]], threshold=0.1, min_window_factor=10, data_init=False)
+    assert schedule_fires([[10, 100]], 10) and not schedule_fires([[10, 100]], 15)
+    assert not schedule_fires([[10, 100]], 100)
+    q.window_counts.zero_()
+    q.window_counts[:2] = 20.0  # 40 assignments < 10 x K = 80: deferred, window kept
+    ev = q.maybe_replace(10)
+    assert ev["deferred"] == 1 and ev["replaced"] == 0 and float(q.window_counts.sum()) == 40
+    q.window_counts[:2] = 100.0  # 200 assignments; mean 25, cut 2.5: the 6 unused codes are dead
+    before = q.embed.detach().clone()
+    ev = q.maybe_replace(20)
+    assert ev["deferred"] == 0 and ev["replaced"] == 6 and ev["used"] == 2
+    changed = (q.embed.detach() != before).any(1)
+    assert changed[2:].all() and not changed[:2].any()
+    # replaced entries are near-copies of used ones
+    d = torch.cdist(q.embed.detach()[2:], before[:2]).min(1).values
+    assert (d < 0.2).all()
+    assert float(q.window_counts.sum()) == 0  # window reset
+    assert q.maybe_replace(15) is None  # off-schedule
+
+
+def test_vq_ema_kmeans_init_and_expiry():
+    torch.manual_seed(0)
+    q = VQEMA(4, 8, decay=0.5, dead_code_threshold=1.0)
+    x = torch.randn(64, 1, 4)
+    q.train()
+    q(x)
+    assert bool(q.initted)
+    far = torch.randn(64, 1, 4) * 0.01 + 5.0  # all mass on one far cluster: the other codes decay and expire
+    for _ in range(5):
+        q(far)
+    ev = q.maybe_replace(5)
+    assert ev is not None and ev["replaced"] > 0
+    assert (q.embed - 5.0).abs().mean() < 1.0  # re-seeded from current-batch encoder outputs
+
+
+def test_fsq_codes_roundtrip():
+    q = FSQ(8, [8, 8, 8, 8])
+    x = torch.randn(32, 1, 8)
+    out = q(x)
+    assert q.codebook_size == 4096
+    assert torch.allclose(q.lookup(out.codes), out.z, atol=1e-5)
+
+
+def test_param_groups_decay_only_matrices():
+    model = LAQModel(LAQConfig(**TINY))
+    groups = param_groups(model, 0.01)
+    decay, no_decay = groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
+    assert any(p is model.to_code.bias for p in no_decay["params"])
+
+
+def test_lr_schedule_warmup_then_cosine_to_floor():
+    assert lr_lambda(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_lambda(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_lambda(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_lambda(55, 10, 100, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_lambda(100, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_artifact_roundtrip_and_manifest_mismatches(tmp_path):
+    torch.manual_seed(0)
+    model = LAQModel(LAQConfig(**TINY, code_seq_len=4, codebook_size=8)).eval()
+    path = save_laq_artifact(model, tmp_path / "artifacts" / "laq_artifact.pt", source_run_dir="r", global_step=7)
+    loaded, manifest = load_laq_artifact(tmp_path)  # a run directory is accepted
+    assert manifest["codebook_size"] == 8 and manifest["source_global_step"] == 7
+    x = _clip()
+    assert torch.equal(model.label(x)[0], loaded.label(x)[0])
+    with pytest.raises(ArtifactError) as e:
+        load_laq_artifact(path, expect={"codebook_size": 4096, "code_seq_len": 1, "dim": 32})
+    msg = str(e.value)
+    assert "codebook_size: artifact has 8, expected 4096" in msg and "code_seq_len: artifact has 4, expected 1" in msg
+    assert "dim:" not in msg  # matching keys are not reported
+    payload = torch.load(path, weights_only=True)
+    payload["schema_version"] = "hlrp.laq_artifact.v0"
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(ArtifactError, match="schema_version"):
+        load_laq_artifact(tmp_path / "old.pt")
+    payload["schema_version"] = "hlrp.laq_artifact.v1"
+    del payload["manifest"]["code_dim"]
+    payload["state_dict"]["model_extra"] = torch.zeros(1)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ArtifactError, match="code_dim"):
+        load_laq_artifact(tmp_path / "bad.pt")
+    with pytest.raises(FileNotFoundError):
+        load_laq_artifact(tmp_path / "missing.pt")
