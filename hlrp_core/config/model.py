@@ -59,6 +59,9 @@ class ModelConfig:
         decoder_cond_add: Also add a projection of the (flattened) action tokens to every decoder patch token, beside
             the cross-attention (a direct path for the code; the decoder learns to use it in hundreds of steps on
             CPU instead of thousands). false = LAPA's cross-attention only.
+        motion_weight: Extra pixel-loss weight on pixels that change between o_t and o_t+k (> 0.05 in any channel):
+            loss = mean((1 + w * moved) * err^2). 0 = LAPA's plain MSE. Moving pixels are ~2% of a tabletop frame, so
+            w ~ 10 makes the motion dominate the gradient. ``val/recon_mse`` is always the plain MSE.
         codebook_init: NSVQ codebook start: ``data`` (re-seed from the first training batch's latents, so the
             substituted noise starts at the latents' scale; trains much faster) or ``normal`` (N(0,1), LAPA parity).
         replacement_schedule: NSVQ dead-code replacement ``[[interval, until], ...]``: an event fires when
@@ -94,6 +97,7 @@ class ModelConfig:
     reducer: str = "conv"
     decoder_residual: bool = True
     decoder_cond_add: bool = True
+    motion_weight: float = 0.0
     codebook_init: str = "data"
     replacement_schedule: list[list[int]] = field(
         default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])

@@ -8,11 +8,9 @@ config), ``arch`` (the model's architecture dict), ``data_position``, ``rng``}.
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 
 from ..config import flatten, to_dict
@@ -90,7 +88,9 @@ def preflight(module: torch.nn.Module, ckpt_path: str, cfg: Any) -> dict:
 
 # ----------------------------------------------------------------------------------------------- RNG and data position
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Torch RNG states only (tensors), so checkpoints stay loadable with ``torch.load(weights_only=True)``, which
+    Lightning uses. Training steps reseed from (seed, step) anyway; numpy/python RNGs are not used in a step."""
+    return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
@@ -98,8 +98,6 @@ def set_rng_state(state: Mapping[str, Any] | None) -> None:
     if not state:
         return
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

@@ -88,7 +88,8 @@ def test_resume_continues_exactly(first_run, embedded_root):
 
 
 def test_resume_into_other_shape_fails_before_data(first_run, embedded_root, monkeypatch):
-    _, run, _, _ = first_run
+    cfg, run, _, _ = first_run
+    dim = cfg.model.dim
 
     def no_data(cfg):
         raise AssertionError("the data module was built before the checkpoint check")
@@ -98,6 +99,6 @@ def test_resume_into_other_shape_fails_before_data(first_run, embedded_root, mon
     with pytest.raises(IncompatibleCheckpointError) as e:
         T.fit_laq(cfg2, run2)
     msg = str(e.value)
-    assert "model.dim: 32 -> 48" in msg
-    assert "mis-shaped tensors" in msg and "[32" in msg and "48]" in msg
-    assert "fix: set model.dim=32" in msg
+    assert f"model.dim: {dim} -> 48" in msg
+    assert "mis-shaped tensors" in msg and f"[{dim}" in msg and "48]" in msg
+    assert f"fix: set model.dim={dim}" in msg

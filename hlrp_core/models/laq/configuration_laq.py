@@ -54,7 +54,8 @@ class LAQConfig:
     decoder_cond_add: bool = True
     fsq_levels: list[int] = field(default_factory=list)
     num_frames: int = 2
-    # training-time quantizer knobs (no effect on shapes)
+    # training-time knobs (no effect on shapes)
+    motion_weight: float = 0.0
     codebook_init: str = "data"
     replacement_schedule: list[list[int]] = field(default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
     replacement_threshold: float = 0.1

@@ -270,8 +270,13 @@ class LAQModel(nn.Module):
         q = self.quantizer(latents)
         z = q.z if codes is None else self.quantizer.lookup(codes)                      # (B, S, D)
         recon = self.decode(first, z)                                                   # (B, 3, H, W)
-        recon_loss = F.mse_loss(recon.float(), last.float())
-        return LAQOutput(loss=recon_loss + q.loss, recon_loss=recon_loss, recon=recon, codes=q.codes,
+        sq = (recon.float() - last.float()) ** 2                                        # (B, 3, H, W)
+        recon_loss = sq.mean()
+        loss = recon_loss
+        if self.config.motion_weight > 0:
+            moved = ((last - first).abs().amax(1, keepdim=True) > 0.05).float()         # (B, 1, H, W)
+            loss = (sq * (1 + self.config.motion_weight * moved)).mean()
+        return LAQOutput(loss=loss + q.loss, recon_loss=recon_loss, recon=recon, codes=q.codes,
                          vectors=q.vectors, latents=latents,
                          perplexity=batch_perplexity(q.codes, self.config.codebook_size))
 
