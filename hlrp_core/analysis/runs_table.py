@@ -87,7 +87,9 @@ def classify_failure(state: str, reason: str, tail: str = "") -> str:
     """Failure class of a run (``""`` for DONE / live RUNNING runs); see the module docstring."""
     if state not in (_runs.FAILED, LOST):
         return ""
-    for text in (reason, tail):
+    # The recorded reason wins; the log tail is only consulted when there is no reason (a killed process writes
+    # none), since ordinary log lines can mention words like "timeout" (e.g. the effective-knobs line).
+    for text in ((reason,) if reason and state == _runs.FAILED else (reason, tail)):
         for cls, pat in FAILURE_PATTERNS:
             if text and pat.search(text):
                 return cls
@@ -296,7 +298,8 @@ def config_diff(run_dir: str | os.PathLike, reference: str | dict, root: str | o
         ref = reference_config(reference, root, smoke=_run_smoke(run_dir))[1]
     keys = sorted(set(mine) | set(ref))
     return {k: (ref.get(k), mine.get(k)) for k in keys
-            if ref.get(k) != mine.get(k) and not any(k.endswith(i) for i in DIFF_IGNORE)}
+            if ref.get(k) != mine.get(k) and not any(k.endswith(i) for i in DIFF_IGNORE)
+            and not k.startswith("data.effective.")}  # derived values, recorded by runs.start
 
 
 def format_diff(diff: dict[str, tuple[Any, Any]], sep: str = ", ") -> str:

@@ -193,7 +193,9 @@ def diff(cfg: Config, reference: Config | None = None) -> dict[str, tuple[Any, A
     """Keys whose value differs from ``reference`` (default: the schema defaults): {key: (reference, value)}."""
     a = flatten(to_dict(reference if reference is not None else Config()))
     b = flatten(to_dict(cfg))
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    derived = ("data.effective.", "data.effective")  # recorded by runs.start, not chosen by the user
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not k.startswith(derived)}
 
 
 def load_run(run_dir: str | os.PathLike, validate: bool = False) -> Config:
