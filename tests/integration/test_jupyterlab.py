@@ -184,8 +184,14 @@ def test_jupyterlab_opens_and_runs_the_dashboard(lab, browser):
     tabs = browser.eval("[...document.querySelectorAll('.lm-TabBar-tabLabel')].map(e => e.innerText).join(' ')")
     assert "dashboard.ipynb" in tabs
     # its kernel is the hlrp kernel (the server started a session for this notebook)
-    with urllib.request.urlopen(f"{lab['base']}/api/sessions?token={lab['token']}", timeout=10) as r:
-        sessions = json.load(r)
+    # (the session is created asynchronously after the panel renders: poll for it)
+    deadline, sessions = time.time() + 60, []
+    while time.time() < deadline:
+        with urllib.request.urlopen(f"{lab['base']}/api/sessions?token={lab['token']}", timeout=10) as r:
+            sessions = json.load(r)
+        if any(s["path"].endswith("dashboard.ipynb") for s in sessions):
+            break
+        time.sleep(0.5)
     assert any(s["path"].endswith("dashboard.ipynb") and s["kernel"]["name"] == "hlrp" for s in sessions), sessions
     opened = time.time() - t0
 
