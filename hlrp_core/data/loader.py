@@ -181,16 +181,25 @@ class PairLoader:
     Args:
         cfg: A ``Config`` (or a ``DataConfig``) from ``hlrp_core.config.load``.
         split: What iterating the loader itself yields: ``train`` (infinite) or ``val`` (one pass).
-        start_index: Global sample index of the first train sample (resume at step s: s * batch size).
+        start_index: Global sample index of the first train sample (resume at step s: s * batch size * world size).
         with_val: Materialise the validation set at startup (default: yes).
+        rank: This process's data-parallel rank (0 for a single process).
+        world_size: Number of data-parallel ranks. Rank r's j-th train batch holds global indices
+            ``start + (j * world_size + r) * B ... + B - 1``, so the ranks' batches are disjoint and together form the
+            single-process stream of batch ``B * world_size``; ``next_index`` / ``state_dict`` count in that global
+            index space (after j batches: ``start + j * B * world_size`` on every rank), so resume stays exact.
 
     Everything that can fail on bad data (missing root/dataset, corrupt shard, empty split) fails here, in the
     constructor, before any thread starts. Use as a context manager, or call ``close()``.
     """
 
-    def __init__(self, cfg: Any, split: str = "train", start_index: int = 0, with_val: bool = True):
+    def __init__(self, cfg: Any, split: str = "train", start_index: int = 0, with_val: bool = True,
+                 rank: int = 0, world_size: int = 1):
         if split not in ("train", "val"):
             raise ValueError(f"split={split!r}: use 'train' or 'val'")
+        if not (int(world_size) >= 1 and 0 <= int(rank) < int(world_size)):
+            raise ValueError(f"rank={rank}, world_size={world_size}: need world_size >= 1 and 0 <= rank < world_size")
+        self.rank, self.world_size = int(rank), int(world_size)
         self.cfg = cfg
         d: DataConfig = cfg.data if hasattr(cfg, "data") else cfg
         self.d = d
@@ -436,8 +445,9 @@ class PairLoader:
 
     def _log_startup(self) -> None:
         log.info("data loader: %d dataset(s), batch %d, image %d, threads %d, batches in flight %d, episode cache "
-                 "%.0f MiB, startup %.2f s", len(self.dataset_names), self.batch_size, self.size, self.threads,
-                 self.in_flight, self.cache.max_bytes / 2 ** 20, self.startup_s)
+                 "%.0f MiB, startup %.2f s, rank %d of %d", len(self.dataset_names), self.batch_size, self.size,
+                 self.threads, self.in_flight, self.cache.max_bytes / 2 ** 20, self.startup_s, self.rank,
+                 self.world_size)
         for r in self.report:
             log.info("  %-40s %-12s %s v%s train %d (eligible %d, pairs %d) val %d  index %.2fs%s  first %.3fs",
                      r["dataset"], r["source"], r["path"], r["version"], r["train_episodes"],
@@ -530,8 +540,12 @@ class PairLoader:
         d, e, t, k = self.sampler.keys(start, n)
         return np.stack([d, e, t, k], 1)
 
+    def batch_start(self, batch_no: int, start: int = 0) -> int:
+        """Global index of the first sample of this rank's ``batch_no``-th train batch from ``start``."""
+        return start + (batch_no * self.world_size + self.rank) * self.batch_size
+
     def _train_batch(self, batch_no: int, start: int, stop: threading.Event, state: dict) -> dict:
-        i0 = start + batch_no * self.batch_size
+        i0 = self.batch_start(batch_no, start)
         if self.synthetic:
             return self._synthetic_batch(i0)
         t0 = time.perf_counter()
@@ -571,7 +585,7 @@ class PairLoader:
         self.wait_s += time.perf_counter() - t0
         if self.first_batch_s is None:
             self.first_batch_s = time.perf_counter() - self._t_construct
-        self.next_index += self.batch_size
+        self.next_index += self.batch_size * self.world_size
         self.batches_out += 1
         for n in batch["dataset_name"]:
             self.counts[n] = self.counts.get(n, 0) + 1
@@ -631,7 +645,8 @@ class PairLoader:
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict:
         """{"next_index": global index of the next train sample, "seed": ...}: enough to resume exactly."""
-        return {"next_index": int(self.next_index), "seed": int(self.seed), "batch_size": self.batch_size}
+        return {"next_index": int(self.next_index), "seed": int(self.seed), "batch_size": self.batch_size,
+                "world_size": self.world_size}
 
     def load_state_dict(self, state: dict) -> None:
         self.seek(int(state["next_index"]))
@@ -809,10 +824,11 @@ def open_loader(cfg: Any, split: str = "train", start_index: int = 0):
         loader.close()
 
 
-def build_datamodule(cfg: Any):
+def build_datamodule(cfg: Any, rank: Optional[int] = None, world_size: Optional[int] = None):
     """A ``lightning.LightningDataModule`` over one ``PairLoader`` (built once in ``setup``, closed in
-    ``teardown``); ``state_dict``/``load_state_dict`` carry the train stream's next sample index for exact resume."""
-    return PairDataModule(cfg)
+    ``teardown``); ``state_dict``/``load_state_dict`` carry the train stream's next sample index for exact resume.
+    ``rank``/``world_size`` default to the attached trainer's (DDP: each rank reads its own shard)."""
+    return PairDataModule(cfg, rank=rank, world_size=world_size)
 
 
 def _datamodule_base():
@@ -823,17 +839,29 @@ def _datamodule_base():
 
 class PairDataModule(_datamodule_base()):  # type: ignore[misc]
     """Lightning DataModule: ``train_dataloader`` = the persistent train stream, ``val_dataloader`` = the fixed,
-    cached val set (limited to ``training.validation.limit_batches`` when set)."""
+    cached val set (limited to ``training.validation.limit_batches`` when set).
 
-    def __init__(self, cfg: Any):
+    ``rank``/``world_size``: the train-stream shard (see ``PairLoader``); ``None`` takes them from the attached
+    trainer at ``setup`` (``trainer.global_rank`` / ``trainer.world_size``), else 0 / 1. Validation is not sharded:
+    every rank evaluates the same fixed set."""
+
+    def __init__(self, cfg: Any, rank: Optional[int] = None, world_size: Optional[int] = None):
         super().__init__()
         self.cfg = cfg
         self.loader: Optional[PairLoader] = None
         self._start_index = 0
+        self.rank, self.world_size = rank, world_size
+
+    def _shard(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        rank = self.rank if self.rank is not None else int(getattr(trainer, "global_rank", 0) or 0)
+        world = self.world_size if self.world_size is not None else int(getattr(trainer, "world_size", 1) or 1)
+        return rank, world
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.loader is None:
-            self.loader = PairLoader(self.cfg, start_index=self._start_index)
+            rank, world = self._shard()
+            self.loader = PairLoader(self.cfg, start_index=self._start_index, rank=rank, world_size=world)
 
     def train_dataloader(self):
         self.setup()

@@ -132,6 +132,35 @@ def test_resume_continues_from_index(mcfg):
     assert torch.equal(nxt["sample_key"], last["sample_key"])
 
 
+
+def test_rank_shards_are_disjoint_and_form_the_world_batch_stream(mcfg):
+    """Two DDP ranks of batch B: disjoint sample indices whose union, step by step, is the one-process stream of
+    batch 2B; both ranks report the same global position, and a resumed rank continues its own shard exactly."""
+    B, W, steps = 12, 2, 3
+    with open_loader(mcfg) as single:
+        world = [single.next_train() for _ in range(steps * W)]  # batch B: two of them make one world batch
+    ranks = [PairLoader(mcfg, rank=r, world_size=W, with_val=False) for r in range(W)]
+    try:
+        per_rank = [[ld.next_train() for _ in range(steps)] for ld in ranks]
+        states = [ld.state_dict() for ld in ranks]
+    finally:
+        for ld in ranks:
+            ld.close()
+    idx = [np.concatenate([b["index"].numpy() for b in bs]) for bs in per_rank]
+    assert not set(idx[0]) & set(idx[1])
+    assert sorted(np.concatenate(idx).tolist()) == list(range(steps * W * B))
+    for j in range(steps):  # step j of the ranks together = world batch j (rank order) = single batches 2j, 2j+1
+        for r in range(W):
+            ref = world[j * W + r]
+            assert torch.equal(per_rank[r][j]["sample_key"], ref["sample_key"])
+            assert torch.equal(per_rank[r][j]["index"], ref["index"])
+            assert torch.equal(per_rank[r][j]["frames"], ref["frames"])
+    assert [s["next_index"] for s in states] == [steps * W * B] * W
+    with PairLoader(mcfg, rank=1, world_size=W, with_val=False, start_index=1 * W * B) as resumed:
+        assert torch.equal(resumed.next_train()["sample_key"], per_rank[1][1]["sample_key"])
+    with pytest.raises(ValueError, match="rank"):
+        PairLoader(mcfg, rank=2, world_size=2, with_val=False)
+
 def test_close_joins_threads_quickly(mcfg):
     loader = PairLoader(mcfg)
     for _ in range(3):
