@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
+from .verdict import VerdictCallback
 
 log = logging.getLogger("hlrp.training")
 TIMESERIES = "timeseries.csv"
@@ -75,6 +76,7 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
         MetricsJsonCallback(run),
         RamGuardCallback(run, t.ram_guard.min_available_mb),
         BatchMixCallback(run, t.dataset_usage_logger.log_batch_composition_every_n_steps),
+        VerdictCallback(run),
         *extra_callbacks,
     ]
     kwargs: dict[str, Any] = dict(
