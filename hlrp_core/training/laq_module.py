@@ -116,12 +116,14 @@ class LAQModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         bs = int(self.cfg.data.loader.batch_size)
-        next_index = int(self.global_step) * bs
+        world = int(self.trainer.world_size) if self._trainer is not None else 1  # DDP: ranks shard one stream
+        next_index = int(self.global_step) * bs * world
         checkpoint["hlrp"] = {
             "hparams_schema_version": HPARAMS_SCHEMA_VERSION,
             "config": to_dict(self.cfg),
             "arch": self.laq_config.arch(),
-            "data_position": {"next_index": next_index, "global_step": int(self.global_step), "batch_size": bs},
+            "data_position": {"next_index": next_index, "global_step": int(self.global_step), "batch_size": bs,
+                              "world_size": world},
             "rng": rng_state(),
             "replacement": dict(self.replacement),
         }
