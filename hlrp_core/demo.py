@@ -30,6 +30,9 @@ DEMO_STEPS: list[DemoStep] = [
     # Keep this after the Stage-1 step "laq_tiny".
     DemoStep("policy_tiny", "notebooks/11_train_policy.ipynb", params=["params/policy_tiny.yaml"],
              sets=["model.laq.artifact={laq_tiny}"], needs=["laq_tiny"]),
+    # "Is it learning?" on the Stage-2 demo run: per-checkpoint verdict table (verdicts.csv) + metric-vs-step figures.
+    DemoStep("is_it_learning", "notebooks/30_is_it_learning.ipynb", sets=["analysis.run_dir={policy_tiny}"],
+             needs=["policy_tiny"]),
 ]
 
 
