@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import LightningEnvironment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
@@ -48,7 +49,8 @@ def resolve_precision(training: Any, accelerator: Optional[str] = None) -> str:
 def timeseries_logger(run_dir: str | os.PathLike) -> CSVLogger:
     """A CSVLogger writing ``<run_dir>/timeseries.csv`` (one row per logged step)."""
     logger = CSVLogger(save_dir=str(run_dir), name="", version="")
-    logger.experiment.metrics_file_path = os.path.join(logger.experiment.log_dir, TIMESERIES)
+    if rank_zero_only.rank == 0:  # other DDP ranks (srun) hold Lightning's dummy experiment and write nothing
+        logger.experiment.metrics_file_path = os.path.join(logger.experiment.log_dir, TIMESERIES)
     return logger
 
 
