@@ -147,6 +147,24 @@ def load_laq_labeller(path: Optional[str], device: Any = "cpu") -> FrozenLAQLabe
     return labeller_from_laq(model, manifest or {}, str(p)).to(device)
 
 
+def smoke_laq_artifact(cfg: Any, out_dir: str | Path) -> Path:
+    """The smoke-time stand-in for a missing ``model.laq.artifact`` (nbval runs notebook 11 on its defaults with
+    no Stage-1 run): a random-init LAQ with the default ``LAQConfig`` at ``data.preprocess.image_size`` (seeded by
+    ``cfg.seed``), written through the Stage-1 writer to ``<out_dir>/artifacts/smoke_laq/laq_artifact.pt`` so
+    Stage 2 loads it through the real loader. Only for ``cfg.smoke``: a real run without an artifact fails."""
+    from ..models.laq import LAQConfig, LAQModel
+    from .artifacts import ARTIFACT_NAME, save_laq_artifact
+
+    if not cfg.smoke:
+        raise LAQArtifactError("smoke_laq_artifact is for smoke runs only; set model.laq.artifact")
+    with torch.random.fork_rng():
+        torch.manual_seed(int(cfg.seed))
+        model = LAQModel(LAQConfig(image_size=int(cfg.data.preprocess.image_size)))
+    return save_laq_artifact(model, Path(out_dir) / "artifacts" / "smoke_laq" / ARTIFACT_NAME,
+                             source_run_dir="smoke: random-init LAQ (no model.laq.artifact given)", global_step=0,
+                             resize_mode=cfg.data.preprocess.resize_mode)
+
+
 def labeller_from_laq(model: nn.Module, manifest: dict, source: str) -> FrozenLAQLabeller:
     """Adapt a loaded LAQ module: find its (codes, raw vectors) entry point and its (K, S, D)."""
     cfg = getattr(model, "config", None) or getattr(model, "cfg", None)

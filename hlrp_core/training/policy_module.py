@@ -5,8 +5,9 @@ frame and the instruction. Logged: ``train/loss`` + sub-losses + ``train/lr``; a
 val set, not batch 0) ``val/loss``, ``val/token_accuracy`` (nearest-codebook decoding of flow samples drawn with a
 fixed noise seed in ``latent_flow``), ``val/token_accuracy_majority_baseline`` with Wilson intervals,
 ``val/sequence_accuracy``, ``val/latent_vector_stats/*``, ``val/action_stats/*``, ``val/dataset_mix_*``,
-``perf/samples_per_sec`` / ``perf/steps_per_sec``; ``[Train][BatchMix]`` / ``[Val][BatchMix]`` lines; sample panels;
-``val_predictions/step_XXXXXX.npz``.
+``perf/samples_per_sec`` / ``perf/steps_per_sec``; ``[Val][BatchMix]`` lines; sample panels;
+``val_predictions/step_XXXXXX.npz``. Heartbeat, ``[Train][BatchMix]`` lines, metrics.json and the RAM guard are the
+shared trainer's callbacks (``trainer.build_trainer``); the optimizer is ``optim.build_optimizer``.
 
 Resume is exact: every head is built in ``__init__``, training noise is drawn from a generator keyed by
 (seed, global step), and the checkpoint carries a versioned ``hlrp_policy`` block (config, LAQ identity, tokenizer
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from ..models.policy.modeling import LatentPolicy, action_mse, count_parameters
 from ..models.policy.processing import tokenizer_hash
 from . import policy_stats as ST
+from .optim import build_optimizer
 from .policy_artifact import HPARAMS_SCHEMA, LOSS_DEFINITION, library_versions, state_dict_diff
 from .policy_labels import LatentLabeller
 from .policy_viz import sample_records, write_samples
@@ -150,9 +152,6 @@ class PolicyModule(L.LightningModule):
     # --------------------------------------------------------------------------------------------------- train
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._t_batch = time.perf_counter()
-        n = self.cfg.training.dataset_usage_logger.log_batch_composition_every_n_steps
-        if n and self.global_step % n == 0:
-            self.info(ST.batch_mix_line("Train", self.global_step, batch.get("dataset_name", [])))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         codes, vectors = self._labels(batch)
@@ -169,9 +168,6 @@ class PolicyModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._step_times.append(time.perf_counter() - self._t_batch)
-        hb = self.cfg.training.heartbeat_every_n_steps
-        if self._run is not None and hb and self.global_step % hb == 0:
-            self._run.heartbeat()
 
     def perf_metrics(self) -> dict:
         """Throughput over the recorded train steps after a 3-step warm-up (validation time excluded)."""
@@ -252,10 +248,8 @@ class PolicyModule(L.LightningModule):
         if self.cfg.training.validation.visualization.enabled and self._val_first_batch is not None:
             fb = self._val_first_batch
             self._write_samples("val", fb["batch"], fb["codes"], fb["vectors"], fb["pred_codes"], fb["pred_vec"])
-        self.last_val_metrics = m
+        self.last_val_metrics = {**m, "val/step": step}  # MetricsJsonCallback records these into metrics.json
         self.last_val_step = step
-        if self._run is not None:
-            self._run.record({**m, "val/step": step})
 
     def validation_metrics(self) -> dict:
         V = self._val
@@ -318,23 +312,8 @@ class PolicyModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- optimizer
     def configure_optimizers(self):
-        t = self.cfg.training
-        decay, no_decay = [], []
-        for p in self.policy.parameters():
-            if p.requires_grad:
-                (decay if p.dim() >= 2 else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=tuple(t.betas))
-        total, warm, floor = max(1, t.max_steps), t.warmup_steps, t.min_lr_ratio
-
-        def factor(step: int) -> float:
-            if warm and step < warm:
-                return 0.01 + 0.99 * step / warm
-            prog = min(1.0, (step - warm) / max(1, total - warm))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * prog))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+        opt, sched = build_optimizer(self.policy, self.cfg.training)
+        return {"optimizer": opt, "lr_scheduler": sched}
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

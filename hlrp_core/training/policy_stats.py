@@ -1,5 +1,8 @@
 """Stage-2 validation statistics (numpy only): token/sequence accuracy with the majority baseline and Wilson
-intervals, the seed's ``latent_vector_stats`` / ``action_stats`` families and the dataset-mix stats."""
+intervals, the seed's ``latent_vector_stats`` / ``action_stats`` families and the dataset-mix stats.
+
+Accuracies, baselines, Wilson intervals and the vector errors come from ``hlrp_core.metrics``; this module only
+names them with the seed's ``val/*`` keys."""
 
 from __future__ import annotations
 
@@ -10,16 +13,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (LEARNING_METRICS.md section 6)."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (centre - half, centre + half)
+from .. import metrics as M
 
 
 def code_accuracy_stats(gt: np.ndarray, pred: np.ndarray, codebook_size: int, prefix: str = "val/") -> dict:
@@ -32,13 +26,12 @@ def code_accuracy_stats(gt: np.ndarray, pred: np.ndarray, codebook_size: int, pr
     out: dict[str, float] = {}
     if n == 0:
         return out
-    hit = gt == pred
-    acc = float(hit.mean())
-    maj = float(np.mean([np.bincount(gt[:, s], minlength=codebook_size).max() / n for s in range(S)]))
+    acc = M.token_accuracy(gt, pred)
+    maj = M.majority_accuracy(gt, codebook_size)
     n_tok = n * S
-    lo, hi = wilson_interval(acc * n_tok, n_tok)
-    blo, bhi = wilson_interval(maj * n_tok, n_tok)
-    seq = float(hit.all(1).mean())
+    lo, hi = M.wilson_interval(acc * n_tok, n_tok)
+    blo, bhi = M.wilson_interval(maj * n_tok, n_tok)
+    seq = M.sequence_exact_match(gt, pred)
     seq_maj = Counter(map(tuple, gt.tolist())).most_common(1)[0][1] / n
     out.update({
         f"{prefix}token_accuracy": acc,
@@ -55,8 +48,8 @@ def code_accuracy_stats(gt: np.ndarray, pred: np.ndarray, codebook_size: int, pr
         f"{prefix}pred_code_unique": float(len(np.unique(pred))),
         f"{prefix}gt_code_unique": float(len(np.unique(gt))),
     })
-    for s in range(S):
-        out[f"{prefix}token_accuracy_pos{s}"] = float(hit[:, s].mean())
+    for s, a in enumerate(M.per_position_accuracy(gt, pred)):
+        out[f"{prefix}token_accuracy_pos{s}"] = float(a)
     return out
 
 
@@ -70,18 +63,17 @@ def vector_stats(pred: np.ndarray, gt: np.ndarray, prefix: str) -> dict:
         return {}
     pn = np.linalg.norm(pred, axis=1)
     gn = np.linalg.norm(gt, axis=1)
-    cos = (pred * gt).sum(1) / np.maximum(pn * gn, 1e-12)
     pu = len({tuple(r) for r in np.round(pred, 3).tolist()})
     gu = len({tuple(r) for r in np.round(gt, 3).tolist()})
     return {
         f"{prefix}pred_mean": float(pred.mean()), f"{prefix}gt_mean": float(gt.mean()),
         f"{prefix}pred_std": float(pred.std()), f"{prefix}gt_std": float(gt.std()),
         f"{prefix}pred_l2_mean": float(pn.mean()), f"{prefix}gt_l2_mean": float(gn.mean()),
-        f"{prefix}mse": float(((pred - gt) ** 2).mean()), f"{prefix}mae": float(np.abs(pred - gt).mean()),
-        f"{prefix}cosine_mean": float(cos.mean()),
+        f"{prefix}mse": M.mse(gt, pred), f"{prefix}mae": M.mae(gt, pred),
+        f"{prefix}cosine_mean": M.cosine(gt, pred),
         f"{prefix}pred_unique": float(pu), f"{prefix}gt_unique": float(gu),
         f"{prefix}pred_unique_frac": pu / n, f"{prefix}gt_unique_frac": gu / n,
-        f"{prefix}variance_ratio": float(pred.var(0).sum() / max(gt.var(0).sum(), 1e-12)),
+        f"{prefix}variance_ratio": M.variance_ratio(gt, pred),
     }
 
 

@@ -5,43 +5,40 @@ Order (every check that can fail does so before any data pipeline exists):
 2. build the policy module (all heads eager);
 3. with ``training.resume_from``: compare the checkpoint with the fresh module (``ResumeMismatchError``);
 4. build the data module (``hlrp_core.data.build_datamodule(cfg)``), position it at step x batch on resume;
-5. fit (step-based validation, ``ckpt/last.ckpt`` + periodic checkpoints), a final validation when the last step
-   was not validated, export ``artifacts/stage2_artifact.pt``; return the latest validation metrics.
+5. fit with the shared trainer (``trainer.build_trainer``: step-based validation, ``ckpt/last.ckpt`` + periodic
+   checkpoints, ``timeseries.csv``, heartbeat, metrics.json, RAM guard, batch mix), a final validation when the last
+   step was not validated (and the RAM guard did not stop the fit), export ``artifacts/stage2_artifact.pt``; return
+   the latest validation metrics.
 """
 
 from __future__ import annotations
 
-import shutil
+import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
+from .callbacks import RamGuardCallback
 from .policy_artifact import export_stage2_artifact
-from .policy_labels import LatentLabeller, load_laq_labeller
+from .policy_labels import LatentLabeller, load_laq_labeller, smoke_laq_artifact
 from .policy_module import PolicyModule, check_policy_checkpoint
-
-
-def _accelerator(cfg: Any) -> str:
-    a = cfg.training.accelerator
-    if a == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    return "gpu" if a == "cuda" else a
-
-
-def _precision(cfg: Any, accelerator: str) -> str:
-    p = cfg.training.precision
-    if p == "auto":
-        return "bf16-mixed" if accelerator == "gpu" else "32-true"
-    return p
+from .trainer import build_trainer, resolve_accelerator
 
 
 def build_policy_module(cfg: Any, run: Any = None, labeller: Optional[LatentLabeller] = None,
                         backbone: Any = None, out_dir: Optional[str] = None) -> PolicyModule:
-    """Steps 1-2: the frozen LAQ (from ``model.laq.artifact`` unless a labeller is given) and the module."""
+    """Steps 1-2: the frozen LAQ (from ``model.laq.artifact`` unless a labeller is given) and the module. A smoke
+    run (``cfg.smoke``) without an artifact labels with a random-init LAQ (``smoke_laq_artifact``), logged loudly."""
     if labeller is None:
-        labeller = load_laq_labeller(cfg.model.laq.artifact)
+        path = cfg.model.laq.artifact
+        if not path and cfg.smoke:
+            path = str(smoke_laq_artifact(cfg, run.dir if run is not None else (out_dir or ".")))
+            msg = (f"[Smoke] model.laq.artifact is empty: labelling with a RANDOM-INIT LAQ written to {path}; "
+                   "the numbers of this run say nothing about Stage 2 (give a Stage-1 artifact for a real run)")
+            (run.log if run is not None else logging.getLogger("hlrp.policy")).warning(msg)
+        labeller = load_laq_labeller(path)
     return PolicyModule(cfg, labeller, run=run, backbone=backbone, out_dir=out_dir)
 
 
@@ -66,17 +63,36 @@ def _pin_start_index(dm: Any, index: int) -> None:
     dm.load_state_dict = load_state_dict
 
 
+class _DirRun:
+    """The part of ``hlrp_core.runs.Run`` the shared trainer and its callbacks use, for calls without a run (tests,
+    library use): a directory, the ``hlrp.policy`` logger, ``record`` merging into ``<dir>/metrics.json``."""
+
+    def __init__(self, out: Path):
+        self.dir, self.log = out, logging.getLogger("hlrp.policy")
+
+    def record(self, metrics: dict, final: bool = False) -> dict:
+        from ..runs import record_metrics
+
+        return record_metrics(self.dir, metrics, final=final)
+
+    def heartbeat(self) -> None:
+        pass
+
+
 def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Optional[LatentLabeller] = None,
-                 backbone: Any = None, out_dir: Optional[str] = None) -> dict:
-    """Fit the Stage-2 policy; returns the latest validation metrics plus ``artifact``/``stage2/*`` entries."""
+                 backbone: Any = None, out_dir: Optional[str] = None, extra_callbacks: Sequence[Any] = (),
+                 **trainer_overrides: Any) -> dict:
+    """Fit the Stage-2 policy with the shared trainer (``build_trainer``: checkpoints, ``timeseries.csv``,
+    heartbeat, metrics.json, RAM guard, batch mix); returns the latest validation metrics plus
+    ``artifact``/``stage2/*`` entries (and ``stopped_reason`` when the RAM guard stopped the fit)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     out = Path(run.dir) if run is not None else Path(out_dir or ".")
-    say = run.log.info if run is not None else print
+    out.mkdir(parents=True, exist_ok=True)
+    rec = run if run is not None else _DirRun(out)
+    say = rec.log.info
     torch.set_float32_matmul_precision("high")
-    if _accelerator(cfg) == "cpu":
+    if resolve_accelerator(cfg.training) == "cpu" and cfg.training.num_threads <= 0:
         torch.set_num_threads(min(2, torch.get_num_threads()))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_policy_module(cfg, run=run, labeller=labeller, backbone=backbone, out_dir=str(out))
@@ -91,31 +107,19 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
     if start_step and hasattr(dm, "set_start_index"):
         _pin_start_index(dm, start_step * cfg.data.loader.batch_size)
 
-    t = cfg.training
-    acc = _accelerator(cfg)
-    ckpt_cb = ModelCheckpoint(dirpath=str(out / "ckpt"), save_last=True, save_top_k=-1 if t.checkpoint.keep_last_n < 0
-                              else t.checkpoint.keep_last_n, every_n_train_steps=t.checkpoint.every_n_train_steps,
-                              filename="step{step:06d}", auto_insert_metric_name=False)
-    trainer = L.Trainer(
-        accelerator=acc, devices=1, precision=_precision(cfg, acc), max_steps=t.max_steps, max_epochs=-1,
-        val_check_interval=t.validation.check_interval, check_val_every_n_epoch=None,
-        limit_val_batches=t.validation.limit_batches or 1.0, num_sanity_val_steps=t.validation.num_sanity_val_steps,
-        gradient_clip_val=t.gradient_clip_val or None, log_every_n_steps=t.log_every_n_steps,
-        logger=CSVLogger(str(out), name="lightning_logs", version=""), callbacks=[ckpt_cb],
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(out),
-    )
+    trainer = build_trainer(cfg, rec, extra_callbacks, **trainer_overrides)
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    if module.last_val_step != trainer.global_step:
+    stopped = next((c.stopped_reason for c in trainer.callbacks if isinstance(c, RamGuardCallback)), None)
+    if module.last_val_step != trainer.global_step and not stopped:
         trainer.validate(module, datamodule=dm, verbose=False)
     wall = time.time() - t0
     artifact = export_stage2_artifact(module.policy, module.labeller.identity, out, int(trainer.global_step))
-    csv = out / "lightning_logs" / "metrics.csv"
-    if csv.exists():
-        shutil.copyfile(csv, out / "timeseries.csv")
     metrics = dict(module.last_val_metrics)
     metrics.update({"stage2/global_step": int(trainer.global_step), "stage2/fit_wall_s": wall,
                     "stage2/artifact": str(artifact)})
+    if stopped:
+        metrics["stopped_reason"] = stopped
     say(f"[Policy] done: step={trainer.global_step} wall={wall:.1f}s artifact={artifact}")
     return metrics
 

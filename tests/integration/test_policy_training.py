@@ -180,8 +180,15 @@ def test_notebook_stage1_then_stage2_smoke(request, monkeypatch):
     if _find_laq_loader() is None or not (REPO_ROOT / "notebooks/10_train_laq.ipynb").exists() \
             or not (REPO_ROOT / "params/laq_tiny.yaml").exists():
         pytest.skip("Stage 1 (notebook 10, params/laq_tiny.yaml, laq_artifact loader) has not landed yet")
-    embedded_root = request.getfixturevalue("embedded_root")  # built only when the chain can run
-    monkeypatch.setenv("HLRP_DATA_ROOT", str(__import__("pathlib").Path(embedded_root).parent))
+    from pathlib import Path
+
+    embedded = Path(request.getfixturevalue("embedded_root"))  # built only when the chain can run
+    if embedded.name != "embedded":  # the session build is <tmp>/embeddedN: data.root is $HLRP_DATA_ROOT/embedded
+        root = request.getfixturevalue("tmp_path") / "data"
+        root.mkdir()
+        (root / "embedded").symlink_to(embedded, target_is_directory=True)
+        embedded = root / "embedded"
+    monkeypatch.setenv("HLRP_DATA_ROOT", str(embedded.parent))
     code, laq_run = execute("notebooks/10_train_laq.ipynb", ["params/laq_tiny.yaml"], ["smoke=true"], study="test")
     assert code == 0 and laq_run is not None
     code, run = execute("notebooks/11_train_policy.ipynb", ["params/policy_tiny.yaml"],

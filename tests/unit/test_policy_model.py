@@ -13,6 +13,7 @@ from hlrp_core.models.policy import (LatentPolicy, LatentSpec, action_mse, build
                                      interpolate, nearest_codes, pad_resize, sample_time, sinusoidal_time_embedding,
                                      tokenizer_hash, velocity_target)
 from hlrp_core.training import policy_artifact as PA
+from hlrp_core.metrics import wilson_interval
 from hlrp_core.training import policy_stats as ST
 from hlrp_core.training.policy_labels import StandInLabeller
 
@@ -152,7 +153,7 @@ def test_code_accuracy_stats_and_wilson():
     st = ST.code_accuracy_stats(gt, gt.copy(), 4)
     assert st["val/token_accuracy"] == 1.0 and st["val/sequence_accuracy"] == 1.0
     assert st["val/token_accuracy_majority_baseline"] == pytest.approx((0.6 + 1.0) / 2)
-    lo, hi = ST.wilson_interval(24, 48)
+    lo, hi = wilson_interval(24, 48)
     assert hi - 0.5 == pytest.approx(0.138, abs=0.005) and lo < 0.5 < hi
     mix = ST.dataset_mix_stats(["a", "a", "b", "c"])
     assert mix["val/dataset_mix_unique"] == 3 and mix["val/dataset_mix_top1_frac"] == 0.5
