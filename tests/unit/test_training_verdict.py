@@ -158,3 +158,22 @@ def test_replaced_rising_makes_stage1_collapsed(tmp_path):
         _stage1_npz(tmp_path, trainer.global_step, "aligned")
         cb.on_validation_end(trainer, SimpleNamespace(replacement={"events": i + 1, "last_replaced": replaced}))
     assert run.rows["verdict"] == "collapsed", run.rows["verdict_evidence"]
+
+
+def test_shuffled_labeller_keeps_the_marginal_and_breaks_the_pairing():
+    import torch
+
+    from hlrp_core.training.label_ablation import ShuffledLabeller
+    from hlrp_core.training.policy_labels import StandInLabeller
+
+    inner = StandInLabeller()
+    lab = ShuffledLabeller(inner, seed=0)
+    frames = torch.randint(0, 255, (64, 3, 2, 32, 32), dtype=torch.uint8)
+    c0, v0 = inner.label(frames)
+    c1, v1 = lab.label(frames)
+    c2, _ = lab.label(frames)
+    assert sorted(map(tuple, c0.tolist())) == sorted(map(tuple, c1.tolist()))      # same multiset of labels
+    assert (c1 != c0).any() and (c2 != c1).any()                                    # new pairing every call
+    assert torch.equal(v1, inner.codebook[c1])                                      # rows stay consistent
+    assert lab.identity["hash"].endswith("-shuffled") and lab.spec == inner.spec
+    assert ShuffledLabeller(inner, seed=0).label(frames)[0].equal(c1)               # deterministic
