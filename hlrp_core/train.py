@@ -215,10 +215,11 @@ def _report_callback():
 
         def on_train_end(self, trainer, pl_module) -> None:
             with torch.no_grad():
-                checksum = float(sum(p.detach().double().sum().item() for p in pl_module.parameters()))
+                per_param = {n: float(p.detach().double().sum().item()) for n, p in pl_module.named_parameters()}
+            checksum = float(sum(per_param.values()))
             mine = {"rank": int(trainer.global_rank), "host": socket.gethostname(), "pid": os.getpid(),
                     "batches": self.batches, "samples": len(self.indices), "indices": self.indices,
-                    "param_checksum": checksum, "world_size": int(trainer.world_size)}
+                    "param_checksum": checksum, "param_checksums": per_param, "world_size": int(trainer.world_size)}
             if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
                 out: list = [None] * trainer.world_size
                 torch.distributed.all_gather_object(out, mine)
@@ -236,6 +237,10 @@ def summarise(reports: list[dict], info: DistInfo) -> dict:
     union = set().union(*sets) if sets else set()
     contiguous = bool(union) and max(union) - min(union) + 1 == len(union)
     sums = [r["param_checksum"] for r in reports]
+    names = sorted(set().union(*[r.get("param_checksums", {}) for r in reports])) if reports else []
+    ref = reports[0].get("param_checksums", {}) if reports else {}
+    unsynced = [n for n in names if max(abs(r.get("param_checksums", {}).get(n, 0.0) - ref.get(n, 0.0))
+                                        for r in reports) > 1e-6 * max(1.0, abs(ref.get(n, 0.0)))]
     out: dict[str, Any] = {
         "ddp/world_size": info.world_size, "ddp/num_nodes": info.num_nodes,
         "ddp/ntasks_per_node": info.ntasks_per_node, "ddp/ranks_reported": len(reports),
@@ -243,6 +248,8 @@ def summarise(reports: list[dict], info: DistInfo) -> dict:
         "ddp/shards_contiguous": contiguous,
         "ddp/param_checksum_max_diff": (max(sums) - min(sums)) if sums else 0.0,
         "ddp/hosts": ",".join(sorted({r["host"] for r in reports})),
+        "ddp/params_total": len(names), "ddp/params_out_of_sync": len(unsynced),
+        "ddp/params_out_of_sync_names": ",".join(unsynced[:20]),
     }
     for r in reports:
         out[f"ddp/rank{r['rank']}_batches"] = r["batches"]
@@ -274,6 +281,10 @@ def train(cfg: Any, run: Any, info: DistInfo) -> dict:
     report = _report_callback()
     metrics = fit_laq(cfg, run, extra_callbacks=[report], **ddp_trainer_overrides(cfg, info))
     summary = summarise(report.reports, info)
+    if summary["ddp/params_out_of_sync"]:
+        run.log.warning("[DDP] %d of %d parameters differ between ranks after training (not synchronised by DDP, "
+                        "e.g. a data-dependent codebook init/replacement per rank): %s", summary["ddp/params_out_of_sync"],
+                        summary["ddp/params_total"], summary["ddp/params_out_of_sync_names"])
     for r in report.reports:
         run.log.info("[DDP] rank %d/%d host %s pid %d: %d batches, %d samples, param checksum %.6f", r["rank"],
                      r["world_size"], r["host"], r["pid"], r["batches"], r["samples"], r["param_checksum"])
