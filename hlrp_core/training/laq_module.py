@@ -72,6 +72,10 @@ class LAQModule(L.LightningModule):
         self.last_val_step = -1
         self.replacement = {"events": 0, "replaced_total": 0, "last_replaced": 0, "deferred": 0}
         self._val: Optional[dict[str, list]] = None
+        if self.laq_config.quantizer == "nsvq" and not self.laq_config.replacement_schedule:
+            (run.log if run is not None else log).warning(
+                "model.replacement_schedule is empty: NSVQ without dead-code replacement collapses (LAPA#17); "
+                "set e.g. [[10,100],[100,1000],[500,5000]]")
 
     # ------------------------------------------------------------------------------------------------ training
     def configure_optimizers(self):
