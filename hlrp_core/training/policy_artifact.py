@@ -152,10 +152,11 @@ def load_stage2_artifact(path: str | os.PathLike, policy: Optional[Any] = None,
 def state_dict_diff(found: dict, expected: dict, first_n: int = 10) -> str:
     """'' when keys and shapes agree; otherwise counts and the first N missing / unexpected / shape-mismatched
     keys (with both shapes)."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
-              for k in expected if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
+    from .resume import state_diff
+
+    d = state_diff(expected, found)
+    missing, unexpected = d["missing"], d["unexpected"]
+    shapes = [f"{k}: checkpoint {a} vs model {b}" for k, a, b in d["mismatched"]]
     if not (missing or unexpected or shapes):
         return ""
     lines = []
