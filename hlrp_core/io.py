@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -27,6 +27,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def atomic_save(path: str | os.PathLike, save: "Callable[[str], Any]") -> Path:
+    """Atomic write through a library's own saver (e.g. ``lambda tmp: torch.save(obj, tmp)``): ``save`` writes a temp
+    file in the same folder, which then replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 

@@ -98,17 +98,7 @@ def _plan(notebook: str, params_files: list[str], sets: list[str], study: str = 
 
 
 def _new_submission_dir(name: str) -> Path:
-    root = submissions_root()
-    root.mkdir(parents=True, exist_ok=True)
-    base = f"{runs.timestamp()}_{runs.slug(name)}"
-    for i in range(1, 1000):
-        path = root / (base if i == 1 else f"{base}-{i}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"no fresh submission directory under {root}")
+    return runs.new_run_dir("", name, root=submissions_root())  # same naming and exclusive mkdir as run dirs
 
 
 def _params_for_job(params_files: list[str], sub_dir: Path | None) -> list[str]:

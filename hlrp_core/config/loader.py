@@ -152,7 +152,7 @@ def load(experiment: str = "", overrides: Iterable[str] = (), *, smoke: bool = F
     if smoke_on:
         cfg = _merge(cfg, _read_yaml(SMOKE_PROFILE), "configs/smoke.yaml")
         if smoke_extra:
-            cfg = _merge(cfg, smoke_extra, f"experiment _smoke block")
+            cfg = _merge(cfg, smoke_extra, "experiment _smoke block")
     for leaf in leaves:
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([leaf]))  # type: ignore[assignment]

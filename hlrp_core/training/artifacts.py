@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from ..io import atomic_save
 
 from ..models.laq import ARCH_KEYS, LAQConfig, LAQModel
 
@@ -70,15 +71,7 @@ def save_laq_artifact(model: LAQModel, path: str | os.PathLike, **provenance: An
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"schema_version": SCHEMA_VERSION, "manifest": build_manifest(model, **provenance),
                "state_dict": state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_save(path, lambda tmp: torch.save(payload, tmp))
 
 
 def validate_manifest(manifest: dict, expect: Optional[dict] = None) -> list[str]:

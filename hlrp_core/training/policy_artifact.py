@@ -8,11 +8,12 @@ the consumer's config and names *every* mismatch in one error; weights load stri
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from ..io import atomic_save
 
 STAGE2_SCHEMA = "hlrp.stage2.v2"
 #: Bumped whenever the policy's loss definition changes (MODELS.md pitfalls: compare curves within one version).
@@ -72,15 +73,7 @@ def validate_manifest(manifest: dict) -> list[str]:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_save(path, lambda tmp: torch.save(obj, tmp))
 
 
 def export_stage2_artifact(policy: Any, laq_identity: dict, run_dir: str | os.PathLike, step: int) -> Path:
