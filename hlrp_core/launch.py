@@ -144,6 +144,8 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
         state, _ = runs.read_status(out)
         if state == runs.RUNNING:
             runs.write_status(out, runs.DONE)
+        elif state == runs.FAILED:  # the notebook finished but recorded a failure (e.g. a RAM-guard stop)
+            code = 1
     except PapermillExecutionError as exc:
         reason = f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})"
         pm_log.error("notebook failed: %s\n%s", reason, "\n".join(exc.traceback))

@@ -263,9 +263,15 @@ class Run:
         return path
 
     def finish(self, metrics: dict[str, Any] | None = None) -> dict:
-        """Write the final metrics and mark the run DONE."""
+        """Write the final metrics and mark the run DONE, or FAILED when training was stopped early by the RAM guard
+        (``stopped_reason`` in the metrics): the record must not call a cut-short run finished."""
         merged = self.record({**(metrics or {}), "wall_s": round(time.time() - self.started, 2)}, final=True)
         self._sampler.stop()
+        stopped = merged.get("stopped_reason")
+        if stopped:
+            write_status(self.dir, FAILED, f"RamGuard stop at step {merged.get('stopped_step', '?')}: {stopped}")
+            self.log.error("run FAILED (stopped early): %s", stopped)
+            return merged
         write_status(self.dir, DONE)
         self.log.info("run DONE: %s", self.dir)
         return merged

@@ -70,3 +70,15 @@ def test_effective_data_knobs_recorded_in_config(tmp_path):
     assert eff["tf.tfds_read.interleave_parallelism"] == 1
     assert load_run(run.dir).data.effective == eff
     run.finish()
+
+
+def test_ram_guard_stop_is_not_done(tmp_path):
+    from hlrp_core.analysis.runs_table import classify_failure
+    from hlrp_core.ladder.run import rung_status
+
+    _, run = runs.start("workbench_check", [], run_dir=str(tmp_path / "r"), smoke=True)
+    run.finish({"stopped_reason": "ram_guard: MemAvailable 800 MB < 1000", "stopped_step": 15})
+    state, reason = runs.read_status(run.dir)
+    assert state == "FAILED" and "step 15" in reason
+    assert classify_failure(state, reason) == "ram_guard"
+    assert rung_status(run.dir)[0] == "ram-guard"
