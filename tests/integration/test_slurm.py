@@ -18,7 +18,8 @@ import pytest
 
 from hlrp_core.paths import REPO_ROOT
 
-from slurm_fixture import slurm_cluster  # noqa: F401  (also registered in conftest.py)
+# the slurm_cluster fixture comes from conftest.py: importing it here would define a second session fixture
+# (a second cluster that waits forever for the first one's lock)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 

@@ -15,7 +15,7 @@ import torch
 import hlrp_core.runs as runs
 from hlrp_core.cluster import srun_train
 
-from slurm_fixture import FAST, slurm_cluster  # noqa: F401  (also registered in conftest.py)
+from slurm_fixture import FAST  # the slurm_cluster fixture comes from conftest.py (one session-wide cluster)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
