@@ -18,6 +18,11 @@ time series, checkpoints, artifact, predictions or figures), and log to ``DIR/ra
 ``ddp/*`` (world size, per-rank batches and samples, shard overlap, parameter agreement) into ``metrics.json`` and
 ``env.json`` (key ``train``) and logs one ``[DDP] rank r ...`` line per rank.
 
+Under DDP the LAQ quantizer's parameters and buffers are broadcast from rank 0 after every training step
+(``hlrp_core.training.ddp_sync.BroadcastModuleState``): DDP averages gradients but not the codebook's data init and
+dead-code replacement, which each rank would otherwise do on its own batch. ``ddp/quantizer_state_equal`` and the
+per-rank ``ddp/rank<r>_quantizer_sha`` record that the codebooks ended identical.
+
 Stage 1 (``model.name=laq``) is supported; Stage 2 (``model.name=policy``) is not yet (see the error it raises).
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import operator
 import os
 import socket
 import sys
@@ -197,13 +203,17 @@ def ddp_trainer_overrides(cfg: Any, info: DistInfo) -> dict:
                 num_nodes=info.num_nodes, plugins=[env])
 
 
-def _report_callback():
+def _report_callback(sync: Any = None, state_path: str = "model.quantizer"):
     import lightning as L
     import torch
 
+    from .training.ddp_sync import state_digest
+
     class DDPReport(L.Callback):
         """Counts this rank's train batches and sample indices; at the end gathers every rank's report on all ranks
-        (``self.reports``), including a checksum of the parameters (equal on every rank when DDP synchronised)."""
+        (``self.reports``), including a checksum of the parameters (equal on every rank when DDP synchronised), the
+        sha256 of the ``state_path`` submodule's parameters and buffers (the LAQ codebook state) and the counters of
+        the ``sync`` callback (``BroadcastModuleState``), if any."""
 
         def __init__(self):
             self.batches, self.indices, self.reports = 0, [], []
@@ -217,9 +227,14 @@ def _report_callback():
             with torch.no_grad():
                 per_param = {n: float(p.detach().double().sum().item()) for n, p in pl_module.named_parameters()}
             checksum = float(sum(per_param.values()))
+            try:
+                state_sha = state_digest(operator.attrgetter(state_path)(pl_module))
+            except AttributeError:
+                state_sha = ""
             mine = {"rank": int(trainer.global_rank), "host": socket.gethostname(), "pid": os.getpid(),
                     "batches": self.batches, "samples": len(self.indices), "indices": self.indices,
-                    "param_checksum": checksum, "param_checksums": per_param, "world_size": int(trainer.world_size)}
+                    "param_checksum": checksum, "param_checksums": per_param, "world_size": int(trainer.world_size),
+                    "state_sha": state_sha, "sync": sync.report() if sync is not None else None}
             if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
                 out: list = [None] * trainer.world_size
                 torch.distributed.all_gather_object(out, mine)
@@ -251,9 +266,22 @@ def summarise(reports: list[dict], info: DistInfo) -> dict:
         "ddp/params_total": len(names), "ddp/params_out_of_sync": len(unsynced),
         "ddp/params_out_of_sync_names": ",".join(unsynced[:20]),
     }
+    shas = [r.get("state_sha", "") for r in reports]
+    if any(shas):  # the quantizer (codebook) state: identical on every rank when BroadcastModuleState ran
+        out["ddp/quantizer_state_equal"] = len(set(shas)) == 1
+        out["ddp/quantizer_sha_rank0"] = shas[0][:16]
+    syncs = [r.get("sync") for r in reports if r.get("sync")]
+    if syncs:
+        out["ddp/quantizer_syncs"] = syncs[0]["syncs"]
+        out["ddp/quantizer_sync_s"] = max(s["seconds"] for s in syncs)
     for r in reports:
         out[f"ddp/rank{r['rank']}_batches"] = r["batches"]
         out[f"ddp/rank{r['rank']}_samples"] = r["samples"]
+        if r.get("state_sha"):
+            out[f"ddp/rank{r['rank']}_quantizer_sha"] = r["state_sha"][:16]
+        if r.get("sync"):
+            out[f"ddp/rank{r['rank']}_quantizer_diverged_steps"] = r["sync"]["changed_steps"]
+            out[f"ddp/rank{r['rank']}_quantizer_diverged_at"] = ",".join(map(str, r["sync"]["changed_at"]))
     return out
 
 
@@ -276,15 +304,26 @@ def train(cfg: Any, run: Any, info: DistInfo) -> dict:
     if name != "laq":
         raise ConfigError(f"model.name={name!r}: python -m hlrp_core.train runs Stage 1 (model.name=laq) only so "
                           "far; train Stage 2 in the notebook (devices=1) until train_policy takes trainer overrides")
+    from .training.ddp_sync import BroadcastModuleState
     from .training.trainer import fit_laq
 
-    report = _report_callback()
-    metrics = fit_laq(cfg, run, extra_callbacks=[report], **ddp_trainer_overrides(cfg, info))
+    # DDP does not synchronise the quantizer's data-dependent codebook init / dead-code replacement: rank 0's state
+    # is broadcast after every step (hlrp_core/training/ddp_sync.py)
+    sync = BroadcastModuleState("model.quantizer") if info.distributed else None
+    report = _report_callback(sync, "model.quantizer")
+    callbacks = [c for c in (sync, report) if c is not None]
+    metrics = fit_laq(cfg, run, extra_callbacks=callbacks, **ddp_trainer_overrides(cfg, info))
     summary = summarise(report.reports, info)
-    if summary["ddp/params_out_of_sync"]:
-        run.log.warning("[DDP] %d of %d parameters differ between ranks after training (not synchronised by DDP, "
-                        "e.g. a data-dependent codebook init/replacement per rank): %s", summary["ddp/params_out_of_sync"],
-                        summary["ddp/params_total"], summary["ddp/params_out_of_sync_names"])
+    if summary["ddp/params_out_of_sync"] or summary.get("ddp/quantizer_state_equal") is False:
+        run.log.warning("[DDP] %d of %d parameters differ between ranks after training (not synchronised by DDP): "
+                        "%s; quantizer state equal on all ranks: %s", summary["ddp/params_out_of_sync"],
+                        summary["ddp/params_total"], summary["ddp/params_out_of_sync_names"],
+                        summary.get("ddp/quantizer_state_equal"))
+    for r in report.reports:
+        if r.get("sync"):
+            run.log.info("[DDP] rank %d quantizer sync: %d broadcasts (%.3f s), rank 0's state replaced a diverged "
+                         "one after steps %s", r["rank"], r["sync"]["syncs"], r["sync"]["seconds"],
+                         r["sync"]["changed_at"] or "none")
     for r in report.reports:
         run.log.info("[DDP] rank %d/%d host %s pid %d: %d batches, %d samples, param checksum %.6f", r["rank"],
                      r["world_size"], r["host"], r["pid"], r["batches"], r["samples"], r["param_checksum"])

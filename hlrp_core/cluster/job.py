@@ -141,7 +141,8 @@ def main(argv: list[str]) -> int:
             _queue_followup(sub_dir, sub, preset, gen + 1)
 
     info = {
-        "submission": str(sub_dir), "job_id": job_id, "role": role, "generation": gen, "slot": slot,
+        "submission": str(sub_dir), "job_id": job_id, "raw_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "role": role, "generation": gen, "slot": slot,
         "preset": preset["name"], "partition": os.environ.get("SLURM_JOB_PARTITION", preset.get("partition")),
         "node": os.environ.get("SLURMD_NODENAME", ""), "started_at": started,
         "submitted_commit": sub.get("submitted_commit", ""), "submitted_dirty": sub.get("dirty", False),

@@ -69,6 +69,51 @@ def _run_dir_of(sub_dir: Path, sub: dict, job: dict, slot: int) -> str:
     return ""
 
 
+def _raw_id(sub_dir: Path, sub: dict, job: dict, slot: int) -> str:
+    """The SLURM job id of array task ``<job>_<slot>`` once it started (written by the twin that claimed the slot).
+    ``squeue`` and real accounting know a task as ``A_i``; ``sacct --completion`` (jobcomp/filetxt) only by this id."""
+    if not sub.get("array") or job.get("role") != "main":
+        return ""
+    claim = sub_dir / "claims" / str(slot)
+    jid = f"{job['job_id']}_{slot}"
+    try:
+        if (claim / "job_id").read_text().strip() == jid:
+            return (claim / "raw_job_id").read_text().strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _state_of(known: dict, job: dict, jid: str, raw: str) -> dict | None:
+    """SLURM's record of one row. An array task that started is found as ``A_i`` or by its own raw id (never by the
+    array's id ``A``, which the last task to start takes over); one that has not started (or never will: a cancelled
+    array, a dual-queue loser) shares the array's record (a pending array is one ``A_[i-j]`` line with raw id ``A``)."""
+    c = job.get("slurm_cluster")
+    st = known.get((c, jid)) or (known.get((c, raw)) if raw else None)
+    if st is None and not raw:
+        st = known.get((c, job["job_id"]))
+    return st
+
+
+def slurm_state_of_run(run_dir: str | Path) -> str | None:
+    """SLURM's state of the job that ran ``run_dir`` (from its ``job.json``), or None when it was not a SLURM job
+    or SLURM does not know the job (any more)."""
+    from ..io import read_json
+
+    info = read_json(Path(run_dir) / "job.json", default=None)
+    if not info or not info.get("job_id") or not slurm.available():
+        return None
+    ids = [i for i in (info.get("job_id"), info.get("raw_job_id")) if i]
+    sub = read_json(Path(info.get("submission", "")) / "submission.json", default=None) or {}
+    cluster = ((sub.get("presets") or {}).get(info.get("preset", "")) or {}).get("slurm_cluster")
+    try:
+        st = slurm.states(ids, cluster)
+    except slurm.SlurmError:
+        return None
+    rec = next((st[i] for i in ids if i in st), None)
+    return rec["state"] if rec else None
+
+
 def list_jobs(limit: int = 50) -> list[dict]:
     """Rows (newest submission first): run, job_id, preset, partition, state, slurm_state, run_status, elapsed,
     run_dir, last_line, submission."""
@@ -81,7 +126,8 @@ def list_jobs(limit: int = 50) -> list[dict]:
         for j in sub["jobs"]:
             n = len(sub["slots"]) if sub.get("array") else 1
             ids = [f"{j['job_id']}_{i}" for i in range(n)] if sub.get("array") else [j["job_id"]]
-            wanted[j.get("slurm_cluster")].update(ids + [j["job_id"]])
+            raws = [_raw_id(p, sub, j, i) for i in range(n)]
+            wanted[j.get("slurm_cluster")].update(ids + [j["job_id"]] + [r for r in raws if r])
     known: dict = {}
     for cluster, ids in wanted.items():
         try:
@@ -96,7 +142,7 @@ def list_jobs(limit: int = 50) -> list[dict]:
             slots = range(len(sub["slots"])) if sub.get("array") else [0]
             for slot in slots:
                 jid = f"{j['job_id']}_{slot}" if sub.get("array") else j["job_id"]
-                st = known.get((j.get("slurm_cluster"), jid)) or known.get((j.get("slurm_cluster"), j["job_id"]))
+                st = _state_of(known, j, jid, _raw_id(p, sub, j, slot))
                 sstate = st["state"] if st else None
                 run_dir = _run_dir_of(p, sub, j, slot)
                 rd = Path(run_dir) if run_dir else None

@@ -2,6 +2,7 @@
 
     hlrp ladder expand seed_2026_02_18          # write + print the rung files, with invalid/duplicate verdicts
     hlrp ladder run data_loader_smoke --backend local [--max-parallel 1]
+    hlrp ladder run data_loader_smoke --backend slurm --cluster lrz_x100 --max-parallel 4 [--wait]
     hlrp ladder report data_loader_smoke        # table (stdout) + CSV/markdown/figures under outputs/ladders/<name>/
 """
 
@@ -42,13 +43,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         results = run_ladder(args.name, backend=args.backend, max_parallel=args.max_parallel,
                              include_duplicates=args.include_duplicates, cluster=args.cluster or "",
-                             kernel=args.kernel or "", dry_run=args.dry_run)
-    except ConfigError as exc:
+                             kernel=args.kernel or "", dry_run=args.dry_run, wait=args.wait)
+    except (ConfigError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.backend == "slurm":
+    if args.backend == "slurm" and not isinstance(results, list):
         if results is not None:
             print(results.describe() if hasattr(results, "describe") else results)
+            if not args.dry_run:
+                print(f"follow with `hlrp jobs`; when the array has ended: hlrp ladder report {args.name} "
+                      f"(or submit with --wait)")
         return 0
     bad = [r for r in results if r.status in ("fail", "lost")]
     print(f"hlrp ladder run: {len(results)} run(s): " +
@@ -86,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--cluster", help="cluster preset for --backend slurm")
     r.add_argument("--kernel", help="Jupyter kernel (default: hlrp)")
     r.add_argument("--dry-run", action="store_true", help="slurm: print the submission, submit nothing")
+    r.add_argument("--wait", action="store_true",
+                   help="slurm: wait until every array task ended, print each rung's status like --backend local")
     r.set_defaults(func=_cmd_run)
     rp = lsub.add_parser("report", help="aggregate the rung runs: table, CSV, markdown, bar plots")
     rp.add_argument("name")

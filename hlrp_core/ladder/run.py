@@ -9,9 +9,14 @@
   ``smoke``/``seed`` + the rung's ``rung_overrides``) to ``<ladder out>/params/rung_NNN.yaml``; the local backend
   passes that file to ``hlrp run`` in a child process (own session, so a rung can never leave a stray process:
   whatever is left in its process group is killed), the SLURM backend hands the files to
-  ``hlrp_core.cluster.submit_array``.
-- Run directories are ``<ladder out>/<timestamp>_<rung_id>``; the baseline runs ``baseline_repeats`` times.
-- Re-running skips rungs that already have a finished run (``status`` DONE) and resumes the rest.
+  ``hlrp_core.cluster.submit_array`` (one job array, one task per run, ``--max-parallel`` = the array throttle;
+  ``--wait`` blocks until the array ended and prints the same per-rung lines as the local backend).
+- Run directories are ``<ladder out>/<timestamp>_<rung_id>``; the baseline runs ``baseline_repeats`` times. Both
+  backends write the same run directories, so ``hlrp ladder report`` gives the same table for either.
+- Re-running skips rungs that already have a finished run (``status`` DONE) and resumes the rest; the SLURM backend
+  also skips runs its earlier arrays still have queued or running.
+- A SLURM job killed by its time limit / the OOM killer never writes its ``status`` (it stays RUNNING):
+  ``rung_status`` asks SLURM (``job.json`` in the run dir names the job) and shows ``timeout`` / ``oom`` / ``fail``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from ..paths import REPO_ROOT, output_root
 from . import spec as ls
 
 STALE_S = 600.0
+#: SLURM end state of a job whose run still says RUNNING -> the ladder status (what the local backend would show)
+SLURM_END = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "OUT_OF_MEMORY": "oom", "CANCELLED": "fail",
+             "PREEMPTED": "fail", "NODE_FAIL": "fail", "BOOT_FAIL": "fail", "FAILED": "fail", "COMPLETED": "fail"}
 
 
 @dataclass
@@ -78,6 +86,15 @@ def rung_status(run_dir: Path) -> tuple[str, str]:
         return str(m["ladder/status"]), str(m.get("ladder/error", ""))
     if state == runs.DONE:
         return "pass", ""
+    if state == runs.RUNNING and (run_dir / "job.json").exists():
+        # a SLURM job killed by its time limit / the OOM killer / scancel never writes its status: ask SLURM
+        from ..cluster.jobs import slurm_state_of_run
+
+        sstate = slurm_state_of_run(run_dir)
+        if sstate in SLURM_END:
+            status = SLURM_END[sstate]
+            return status, f"SLURM job {_job_id(run_dir)} ended {sstate}" + (
+                "; the run never wrote its status" if sstate in ("COMPLETED", "FAILED") else "")
     if state == runs.RUNNING:
         age = time.time() - (run_dir / runs.STATUS).stat().st_mtime
         return ("running", "") if age < STALE_S else ("lost", f"RUNNING but no heartbeat for {age:.0f} s")
@@ -89,6 +106,12 @@ def rung_status(run_dir: Path) -> tuple[str, str]:
     if "timeout" in low or "timed out" in low:
         return "timeout", reason
     return "fail", reason
+
+
+def _job_id(run_dir: Path) -> str:
+    from ..io import read_json
+
+    return str((read_json(run_dir / "job.json", default={}) or {}).get("job_id", "?"))
 
 
 def write_params(spec: ls.LadderSpec, rung: ls.Rung) -> Path:
@@ -113,8 +136,10 @@ def _new_run_dir(name: str, rung_id: str) -> Path:
     raise RuntimeError(f"no free run directory name under {parent}")
 
 
-def plan(spec: ls.LadderSpec, rungs: list[ls.Rung], include_duplicates: bool = False) -> list[ls.Rung]:
-    """Rungs still to run (one entry per missing run; the baseline appears up to ``baseline_repeats`` times)."""
+def plan(spec: ls.LadderSpec, rungs: list[ls.Rung], include_duplicates: bool = False,
+         in_flight: Optional[dict[str, int]] = None) -> list[ls.Rung]:
+    """Rungs still to run (one entry per missing run; the baseline appears up to ``baseline_repeats`` times).
+    ``in_flight``: rung id -> runs already queued or running as SLURM jobs (counted as done here)."""
     have = runs_by_rung(spec.name, [r.rung_id for r in rungs])
     todo = []
     for r in rungs:
@@ -122,7 +147,7 @@ def plan(spec: ls.LadderSpec, rungs: list[ls.Rung], include_duplicates: bool = F
             continue
         want = spec.baseline_repeats if r.index == 0 else 1
         done = [d for d in have[r.rung_id] if runs.read_status(d)[0] == runs.DONE]
-        todo += [r] * max(0, want - len(done))
+        todo += [r] * max(0, want - len(done) - (in_flight or {}).get(r.rung_id, 0))
     return todo
 
 
@@ -174,11 +199,74 @@ def run_local(spec: ls.LadderSpec, rungs: list[ls.Rung], max_parallel: int = 1, 
         return list(pool.map(lambda r: run_rung_local(spec, r, kernel), todo))
 
 
+def in_flight(spec: ls.LadderSpec, rung_ids: list[str]) -> dict[str, int]:
+    """Rung id -> array tasks of this ladder that SLURM still has queued or running (a second ``ladder run
+    --backend slurm`` must not submit them again)."""
+    from ..cluster.jobs import list_jobs
+    from ..cluster.slurm import FINAL
+    from ..io import read_json
+
+    root, subs, counts = ladder_out(spec.name), {}, {}
+    for row in list_jobs(limit=200):
+        if row["role"] != "main" or not row["slurm_state"] or row["slurm_state"] in FINAL:
+            continue
+        if row["submission"] not in subs:
+            subs[row["submission"]] = read_json(Path(row["submission"]) / "submission.json", default={}) or {}
+        sub = subs[row["submission"]]
+        if not sub.get("array") or "_" not in row["job_id"]:
+            continue
+        planned = Path(sub["slots"][int(row["job_id"].rsplit("_", 1)[1])]["run_dir"])
+        rid = _rung_of_dir(planned, rung_ids) if planned.parent == root else None
+        if rid:
+            counts[rid] = counts.get(rid, 0) + 1
+    return counts
+
+
+def wait_array(sub: Any, spec: ls.LadderSpec, rung_ids: list[str], timeout_s: float, poll_s: float = 2.0,
+               echo: bool = True) -> list[RungRun]:
+    """Wait until every task of the ladder array ``sub`` has ended in SLURM, then return each task's ladder status
+    (from its run directory, reconciled with SLURM's end state), printed like the local backend's lines."""
+    from ..cluster.jobs import list_jobs
+    from ..cluster.slurm import FINAL
+
+    deadline = time.monotonic() + timeout_s
+    n = len(sub.run_dirs)
+    while True:
+        rows = [r for r in list_jobs(limit=200) if r["submission"] == str(sub.dir) and r["role"] == "main"]
+        if len(rows) >= n and all(r["slurm_state"] in FINAL for r in rows):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ladder array {sub.job_ids}: not finished after {timeout_s:.0f} s "
+                               f"(states: {sorted({str(r['slurm_state']) for r in rows})}); see `hlrp jobs`")
+        time.sleep(poll_s)
+    by_dir = {r["run_dir"]: r for r in rows if r["run_dir"]}
+    out = []
+    for planned in sub.run_dirs:
+        d = Path(planned)
+        rid = _rung_of_dir(d, rung_ids) or d.name[20:]
+        if d.is_dir() and (d / runs.STATUS).exists():
+            status, detail = rung_status(d)
+        else:
+            row = by_dir.get(planned) or next((r for r in rows if r["run"] == d.name[20:]), {})
+            status, detail, d = "fail", f"no run directory (SLURM job {row.get('job_id', '?')} ended " \
+                                        f"{row.get('slurm_state', '?')})", None
+        if echo:
+            print(f"  {rid:<48} {status:<10} {d if d else detail}", flush=True)
+        out.append(RungRun(rid, d, status, detail))
+    return out
+
+
 def run_slurm(spec: ls.LadderSpec, rungs: list[ls.Rung], max_parallel: int = 0, cluster: str = "",
-              include_duplicates: bool = False, dry_run: bool = False) -> Any:
-    """Submit the rungs still to run as one SLURM job array (``hlrp_core.cluster.submit_array``); task i runs the
-    merged parameter file of rung i into ``outputs/ladders/<ladder>/<timestamp>_<rung_id>`` like the local backend
-    (baseline repeats are named ``<rung_id>-2``, ``-3``, ...)."""
+              include_duplicates: bool = False, dry_run: bool = False, wait: bool = False,
+              wait_timeout_s: Optional[float] = None) -> Any:
+    """Submit the rungs still to run as one SLURM job array (``hlrp_core.cluster.submit_array``, at most
+    ``max_parallel`` tasks at once); task i runs the merged parameter file of rung i into
+    ``outputs/ladders/<ladder>/<timestamp>_<rung_id>`` like the local backend (baseline repeats are named
+    ``<rung_id>-2``, ``-3``, ...), so ``hlrp ladder report`` reads both the same way. Rungs already queued or running
+    in an earlier array of this ladder are not submitted again.
+
+    Returns the ``Submission``; with ``wait`` it blocks until every task ended and returns ``list[RungRun]`` like
+    ``run_local`` (``wait_timeout_s``: default the rung timeout x waves of ``max_parallel`` + 10 min)."""
     try:
         from ..cluster import submit_array
     except ImportError:
@@ -186,21 +274,36 @@ def run_slurm(spec: ls.LadderSpec, rungs: list[ls.Rung], max_parallel: int = 0, 
                           "available in this checkout; use --backend local") from None
     if not cluster:
         raise ConfigError("--backend slurm needs --cluster <preset> (see hlrp_core/configs/cluster/)")
-    todo = plan(spec, rungs, include_duplicates)
+    ids = [r.rung_id for r in rungs]
+    queued = {} if dry_run else in_flight(spec, ids)
+    todo = plan(spec, rungs, include_duplicates, queued)
+    for r in rungs:
+        if r.status != ls.OK and not (r.status == ls.DUPLICATE and include_duplicates):
+            print(f"  {r.rung_id:<48} {r.status:<10} not launched: {r.reason}", flush=True)
+    if queued:
+        print(f"  already queued/running in SLURM (not submitted again): "
+              f"{', '.join(f'{k} x{v}' for k, v in sorted(queued.items()))}", flush=True)
     if not todo:
-        print(f"hlrp ladder run {spec.name}: nothing to submit (every launchable rung has a finished run)")
-        return None
+        print(f"hlrp ladder run {spec.name}: nothing to submit (every launchable rung has a finished or queued run)")
+        return [] if wait else None
+    print(f"hlrp ladder run {spec.name}: {len(todo)} run(s) to do -> {ladder_out(spec.name)} (SLURM array)",
+          flush=True)
     files, names, seen = [], [], {}
     for r in todo:
         files.append(str(write_params(spec, r)))
         seen[r.rung_id] = seen.get(r.rung_id, 0) + 1
         names.append(r.rung_id if seen[r.rung_id] == 1 else f"{r.rung_id}-{seen[r.rung_id]}")
-    return submit_array(files, spec.notebook, cluster, max_parallel, names=names, study=f"ladders/{spec.name}",
-                        dry_run=dry_run)
+    sub = submit_array(files, spec.notebook, cluster, max_parallel, names=names, study=f"ladders/{spec.name}",
+                       dry_run=dry_run)
+    if not wait or dry_run:
+        return sub
+    print(sub.describe(), flush=True)
+    waves = -(-len(todo) // max_parallel) if max_parallel > 0 else len(todo)
+    return wait_array(sub, spec, ids, wait_timeout_s or (spec.timeout_s * waves + 600))
 
 
 def run_ladder(name: str, backend: str = "local", max_parallel: int = 1, include_duplicates: bool = False,
-               cluster: str = "", kernel: str = "", dry_run: bool = False) -> list[RungRun] | Any:
+               cluster: str = "", kernel: str = "", dry_run: bool = False, wait: bool = False) -> list[RungRun] | Any:
     spec = ls.load_spec(name)
     rungs = ls.expand(spec)
     problems = ls.drift(spec, rungs)
@@ -210,7 +313,7 @@ def run_ladder(name: str, backend: str = "local", max_parallel: int = 1, include
     if backend == "local":
         return run_local(spec, rungs, max_parallel, include_duplicates, kernel)
     if backend == "slurm":
-        return run_slurm(spec, rungs, max_parallel, cluster, include_duplicates, dry_run)
+        return run_slurm(spec, rungs, max_parallel, cluster, include_duplicates, dry_run, wait)
     raise ConfigError(f"--backend {backend!r}: use local or slurm")
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hlrp_core.paths import REPO_ROOT
 
@@ -52,11 +53,12 @@ def _settled(sub_dir, n: int | None = None) -> list[dict] | None:
     return None
 
 
-def _hlrp(*args: str, cwd: Path = REPO_ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+def _hlrp(*args: str, cwd: Path = REPO_ROOT, env: dict | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = str(cwd)
     r = subprocess.run([sys.executable, "-m", "hlrp_core.cli", *args], cwd=cwd, env=env, capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=timeout)
     assert r.returncode == 0, f"hlrp {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -157,6 +159,46 @@ def test_dual_queue_held_queue_is_cancelled(slurm_env):
     assert f"CANCELLED (twin {jobs[FAST]} won)" in out and winner["run_dir"] in out
 
 
+def test_dual_queue_laq_notebook_one_running_one_cancelled(slurm_env, embedded_root):
+    """The acceptance command (notebook 10, params/laq_tiny.yaml; + the smoke profile so the job is short), twins
+    released together on two queues: exactly one job runs the notebook, the other ends CANCELLED without a run
+    directory, and `hlrp jobs` shows the winner with its run directory while it runs and after it finished."""
+    r = _hlrp("submit", "notebooks/10_train_laq.ipynb", "-f", "params/laq_tiny.yaml", "-f", "params/smoke.yaml",
+              "--set", f"data.root={embedded_root}", "--set", "experiment.name=laq_twins", "--cluster", FAST,
+              "--also", SLOW)
+    sub_dir = _submission_dir(r.stdout)
+    ids = [j["job_id"] for j in json.loads((sub_dir / "submission.json").read_text())["jobs"]]
+    assert len(ids) == 2
+
+    def one_running_one_cancelled():
+        rows = _rows(sub_dir)
+        won = [x for x in rows if x["run_dir"] and x["slurm_state"] == "RUNNING"]
+        lost = [x for x in rows if x["slurm_state"] == "CANCELLED" and not x["run_dir"]]
+        return (won[0], lost[0], _hlrp("jobs").stdout) if len(rows) == 2 and len(won) == len(lost) == 1 else None
+
+    winner, loser, out = _wait(one_running_one_cancelled, 90, "one twin running and the other cancelled")
+    print(out)
+    assert loser["state"] == f"CANCELLED (twin {winner['job_id']} won)", loser
+    line = next(x for x in out.splitlines() if x.split()[1:2] == [winner["job_id"]])
+    assert "RUNNING" in line and winner["run_dir"] in line, line
+    assert f"CANCELLED (twin {winner['job_id']} won)" in out
+
+    rows = {x["job_id"]: x for x in _wait(lambda: _settled(sub_dir, 2), 400, "the LAQ smoke run to finish")}
+    won, lost = rows[winner["job_id"]], rows[loser["job_id"]]
+    assert won["slurm_state"] == "COMPLETED" and won["state"] == "DONE", won
+    assert lost["slurm_state"] == "CANCELLED" and lost["run_dir"] == "", lost
+    run_dir = Path(won["run_dir"])
+    assert len(list(run_dir.parent.glob("*_laq_twins"))) == 1, "exactly one run directory"
+    assert (run_dir / "notebook.ipynb").exists() and (run_dir / "ckpt" / "last.ckpt").exists()
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["global_step"] == 20 and m["val/recon_mse"] > 0, m  # the smoke profile of laq_tiny: 20 steps
+    dual = json.loads((run_dir / "job.json").read_text())["dual_queue"]
+    assert dual["winner_job_id"] == winner["job_id"] and dual["twins"][loser["job_id"]]["outcome"] == "cancelled"
+    out = _hlrp("jobs").stdout
+    line = next(x for x in out.splitlines() if x.split()[1:2] == [winner["job_id"]])
+    assert "DONE" in line and str(run_dir) in line, line
+
+
 def test_job_runs_submitted_code_after_checkout_changed(slurm_env, tmp_path):
     """Submit from a throw-away checkout, commit a change while the job is held: the job runs the submitted code."""
     repo = tmp_path / "checkout"
@@ -217,6 +259,65 @@ def test_ladder_as_array(slurm_env, tmp_path):
         assert json.loads((Path(run_dir) / "probe.json").read_text())["seed"] == 10 + i
 
 
+NUMERIC = ["steps/s", "samples/s", "first batch s", "peak RSS MB", "min MemAvailable MB", "delta vs baseline %"]
+
+
+def test_ladder_slurm_backend_gives_the_local_report(slurm_env, embedded_root, tmp_path):
+    """`hlrp ladder run <data-only ladder> --backend slurm` (one job array, one task per run, throttled to one task at
+    a time) leaves the same report as `--backend local`: same rows, columns, rung names and statuses (a passing
+    baseline x2, a passing knob rung, a RAM-guard rung, an invalid rung never launched); every measured cell filled."""
+    import pandas as pd
+
+    src = yaml.safe_load((REPO_ROOT / "params/ladders/data_loader_smoke/ladder.yaml").read_text())
+    spec = {**src, "baseline_repeats": 2,
+            "baseline": [f"data.root={embedded_root}"] + [b if not b.startswith("training.max_steps=") else
+                                                         "training.max_steps=30" for b in src["baseline"]],
+            "axes": {"data.loader.batch_size": src["axes"]["data.loader.batch_size"][:1],
+                     "training.ram_guard.min_available_mb": [100000000],
+                     "data.adapter.tf.pipeline.interleave_parallelism": [2]}}
+    lad = tmp_path / "dls_ci"
+    lad.mkdir()
+    (lad / "ladder.yaml").write_text("# data_loader_smoke, reduced for CI\n" + yaml.safe_dump(spec, sort_keys=False))
+    tables = {}
+    for backend in ("slurm", "local"):
+        env = {**os.environ, "HLRP_OUTPUT_ROOT": str(tmp_path / f"out_{backend}")}
+        _hlrp("ladder", "expand", str(lad), env=env)
+        extra = ["--cluster", FAST, "--max-parallel", "1", "--wait"] if backend == "slurm" else []
+        r = _hlrp("ladder", "run", str(lad), "--backend", backend, *extra, env=env, timeout=600)
+        assert "4 run(s): pass=3, ram-guard=1" in r.stdout, r.stdout
+        _hlrp("ladder", "report", str(lad), env=env)
+        out = tmp_path / f"out_{backend}" / "ladders" / "dls_ci"
+        tables[backend] = pd.read_csv(out / "report" / "ladder_report.csv", keep_default_na=False)
+        run_dirs = sorted(p.parent for p in out.glob("*/status"))
+        assert len(run_dirs) == 4, run_dirs
+        jobs = [json.loads((d / "job.json").read_text()) for d in run_dirs if (d / "job.json").exists()]
+        if backend == "local":
+            assert not jobs, "the local backend runs no SLURM job"
+            continue
+        # one array, one task per run; %1: the tasks ran one after the other although 2 CPUs were free
+        assert len(jobs) == 4 and len({j["job_id"].split("_")[0] for j in jobs}) == 1, jobs
+        assert sorted(int(j["job_id"].split("_")[1]) for j in jobs) == [0, 1, 2, 3]
+        spans = sorted((j["started_at"], j["ended_at"]) for j in jobs)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"tasks overlapped despite %1: {spans}"
+        sub = json.loads((Path(jobs[0]["submission"]) / "submission.json").read_text())
+        assert sub["array"] and sub["max_parallel"] == 1 and len(sub["jobs"]) == 1
+    slurm_t, local_t = tables["slurm"], tables["local"]
+    print(slurm_t.to_string(), local_t.to_string(), sep="\n")
+    assert list(slurm_t.columns) == list(local_t.columns)
+    same = ["rung", "changed knob", "value", "effective value", "status", "runs"]
+    assert slurm_t[same].astype(str).values.tolist() == local_t[same].astype(str).values.tolist()
+    assert list(local_t["status"]) == ["pass", "pass", "ram-guard", "invalid-config"]
+    for t in (slurm_t, local_t):
+        for _, row in t.iterrows():
+            if row["status"] == "pass":  # measured: every number and the verdict filled
+                assert all(row[c] not in ("", "—") for c in NUMERIC + ["verdict"]), row.to_dict()
+                assert all(float(row[c]) > 0 for c in NUMERIC if c != "delta vs baseline %"), row.to_dict()
+            elif row["status"] == "invalid-config":  # never launched: no numbers
+                assert all(row[c] in ("", "—") for c in NUMERIC + ["verdict"]), row.to_dict()
+        assert t.loc[t["status"] == "invalid-config", "note"].str.contains("interleave").all()
+        assert t.loc[t["status"] == "ram-guard", "note"].str.contains("RAM guard").all()
+
+
 def test_over_memory_limit_is_reported_as_oom(slurm_env):
     if not slurm_env.cgroup_v1:
         pytest.skip("memory limits are enforced only with cgroup v1 (task/cgroup); without it SLURM reports FAILED, "
@@ -254,3 +355,4 @@ def test_time_limit_shows_timeout_then_resumes(slurm_env, time_limited):
     assert not (old / "resumed_from").exists() and (old / "status").read_text().startswith("RUNNING")
     out = _hlrp("jobs").stdout
     assert "TIMEOUT" in out and str(new) in out
+
