@@ -233,7 +233,9 @@ def wait_array(sub: Any, spec: ls.LadderSpec, rung_ids: list[str], timeout_s: fl
     n = len(sub.run_dirs)
     while True:
         rows = [r for r in list_jobs(limit=200) if r["submission"] == str(sub.dir) and r["role"] == "main"]
-        if len(rows) >= n and all(r["slurm_state"] in FINAL for r in rows):
+        # ended: SLURM says so, or SLURM forgot the job and its run wrote a final status
+        if len(rows) >= n and all(r["slurm_state"] in FINAL or (r["slurm_state"] is None and r["run_status"] in (
+                runs.DONE, runs.FAILED)) for r in rows):
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"ladder array {sub.job_ids}: not finished after {timeout_s:.0f} s "
