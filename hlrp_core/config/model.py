@@ -38,6 +38,15 @@ class ModelConfig:
         name: Model family: ``laq`` (Stage 1) or ``policy`` (Stage 2).
         patch_size: LAQ pixel patch side. ``data.preprocess.image_size / patch_size`` must be 8 (the 8x8 token grid
             the conv reducer needs): 64 px -> 8, 256 px -> 32 (LAPA).
+        patch_embed: LAQ encoder tokeniser: ``linear`` (LAPA: LayerNorm -> Linear on each flattened patch) or
+            ``conv`` (two 3x3 convs at pixel resolution with max-pools, so a token is the max over its patch of
+            shift-equivariant features). With ``linear`` the latent follows the moving object's position modulo the
+            patch size and the codes split on that instead of the motion (embedded data: NMI 0.34 vs ~0.8). The
+            decoder always uses the linear embedding of o_t.
+        patch_embed_channels: Channels of the two convs of ``patch_embed=conv`` (cost grows with H x W x c1 x c2).
+        encoder_pos_embed: Add learned absolute position embeddings to the encoder tokens (LAPA: true). false keeps
+            only the PEG's relative positions, so with ``reducer=maxpool`` the latent cannot depend on where the
+            motion happened (only what it was).
         dim: LAQ transformer width (LAPA 1024; tiny 32-64).
         heads: Attention heads of every LAQ block.
         dim_head: Width per head (LAPA 64; tiny 16).
@@ -54,6 +63,9 @@ class ModelConfig:
         reducer: How the D x 8 x 8 delta becomes S code vectors: ``conv`` (LAPA: conv3 s2, ReLU, a position-specific
             last conv) or ``maxpool`` (conv3 + conv1, adaptive max-pool to the S layout; translation-invariant, trains
             far faster on small data).
+        latent_norm: ``none`` (LAPA) or ``batch``: BatchNorm (no affine; running statistics at eval) over the D
+            channels of the reduced latents before quantizing. With ``patch_embed=conv`` the latents share a large
+            common offset and a spread ~1% of it; a small collective drift then sends every item to one code.
         decoder_residual: Decoder predicts ``o_t + f(o_t, codes)`` (true) or pixels directly (false, LAPA). The
             residual form trains in minutes on CPU; delta-PSNR still proves the codes are used (LEARNING_METRICS 5).
         decoder_cond_add: Also add a projection of the (flattened) action tokens to every decoder patch token, beside
@@ -67,6 +79,9 @@ class ModelConfig:
         replacement_schedule: NSVQ dead-code replacement ``[[interval, until], ...]``: an event fires when
             ``step < until and step % interval == 0`` (MODELS 1.6). Empty = off (a warning; never ship NSVQ so).
         replacement_threshold: A code is dead when its window count < threshold x (window total / K).
+        replacement_source: Where an NSVQ dead code restarts: ``codes`` (LAPA: a random used code + 0.02 N(0, 1))
+            or ``latents`` (a random latent of the last training batch + 2% of their spread: lands on the data
+            whatever its scale; needed with ``patch_embed=conv``, whose latents start 5x narrower than 0.02).
         replacement_min_window_factor: An event is deferred (logged, window kept) until the window holds
             >= factor x K assignments, so large codebooks are not judged on too few samples (MODELS 1.6 rule 1).
         ema_decay: ``vq_ema`` EMA decay of cluster sizes and sums (lucidrains default 0.8; LAPO 0.999).
@@ -82,6 +97,9 @@ class ModelConfig:
     name: str = "laq"
     # --- Stage 1 (LAQ) architecture, top level so that `model.dim=...`, `model.codebook_size=...` work
     patch_size: int = 8
+    patch_embed: str = "linear"
+    patch_embed_channels: list[int] = field(default_factory=lambda: [16, 32])
+    encoder_pos_embed: bool = True
     dim: int = 64
     heads: int = 2
     dim_head: int = 16
@@ -95,6 +113,7 @@ class ModelConfig:
     codebook_size: int = 8
     quantizer: str = "nsvq"
     reducer: str = "conv"
+    latent_norm: str = "none"
     decoder_residual: bool = True
     decoder_cond_add: bool = True
     motion_weight: float = 0.0
@@ -103,6 +122,7 @@ class ModelConfig:
         default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
     replacement_threshold: float = 0.1
     replacement_min_window_factor: float = 10.0
+    replacement_source: str = "codes"
     ema_decay: float = 0.8
     commitment_weight: float = 0.25
     dead_code_threshold: float = 2.0
@@ -120,6 +140,13 @@ class ModelConfig:
         """LAQ architecture rules (the 8x8 grid vs ``data.preprocess.image_size`` is checked when the model is built)."""
         check_choice(problems, "model.quantizer", self.quantizer, list(LAQ_QUANTIZERS))
         check_choice(problems, "model.reducer", self.reducer, ["conv", "maxpool"])
+        check_choice(problems, "model.patch_embed", self.patch_embed, ["linear", "conv"])
+        check_choice(problems, "model.latent_norm", self.latent_norm, ["none", "batch"])
+        check_choice(problems, "model.replacement_source", self.replacement_source, ["codes", "latents"])
+        check(problems, len(self.patch_embed_channels) == 2 and all(int(c) >= 1 for c in self.patch_embed_channels),
+              f"model.patch_embed_channels={list(self.patch_embed_channels)} must be two positive ints, e.g. [16, 32]")
+        check(problems, self.patch_embed != "conv" or self.patch_size % 2 == 0,
+              f"model.patch_embed=conv needs an even model.patch_size (got {self.patch_size})")
         check_choice(problems, "model.codebook_init", self.codebook_init, ["data", "normal"])
         check_choice(problems, "model.code_seq_len", self.code_seq_len, [1, 2, 4])
         check(problems, 2 <= self.codebook_size <= 65536,

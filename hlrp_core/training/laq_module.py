@@ -130,6 +130,8 @@ class LAQModule(L.LightningModule):
                               "world_size": world},
             "rng": rng_state(),
             "replacement": dict(self.replacement),
+            # NSVQ replacement_source=latents re-seeds from the last batch's latents (not in the state dict)
+            "quantizer_recent": getattr(self.model.quantizer, "recent", None),
         }
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         key = type(dm).__qualname__ if dm is not None else None
@@ -141,6 +143,8 @@ class LAQModule(L.LightningModule):
         meta = checkpoint.get("hlrp", {})
         set_rng_state(meta.get("rng"))
         self.replacement.update(meta.get("replacement", {}))
+        if meta.get("quantizer_recent") is not None and hasattr(self.model.quantizer, "recent"):
+            self.model.quantizer.recent = meta["quantizer_recent"]
 
     # ------------------------------------------------------------------------------------------------ validation
     def untrained(self) -> LAQModel:

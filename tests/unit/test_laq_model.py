@@ -212,3 +212,73 @@ def test_model_config_and_laq_config_defaults_agree():
     shared = set(schema) & set(model)
     assert {"dim", "codebook_size", "code_seq_len", "quantizer"} <= shared
     assert {k: (schema[k], model[k]) for k in shared if schema[k] != model[k]} == {}
+
+
+# ------------------------------------------------------------------------------- shift-robust tokens (laq_tiny)
+def _scene(offset: int, size: int = 64) -> torch.Tensor:
+    """A grey table with a dark 6 px square that moves 3 px right between the frames; ``offset`` shifts the whole
+    scene (both frames) by that many pixels right and down."""
+    clip = torch.full((1, 3, 2, size, size), 0.7)
+    for t, dx in enumerate((0, 3)):
+        y0, x0 = 20 + offset, 20 + offset + dx
+        clip[0, :, t, y0:y0 + 6, x0:x0 + 6] = 0.1
+    return clip
+
+
+@pytest.mark.parametrize("image_size,patch", [(64, 8), (256, 32)])
+def test_conv_patch_embed_shapes(image_size, patch):
+    torch.manual_seed(0)
+    model = LAQModel(LAQConfig(**TINY, image_size=image_size, patch_size=patch, patch_embed="conv"))
+    tokens = model.patch_embed(torch.rand(2, 3, 2, image_size, image_size))
+    assert tokens.shape == (2, 2, 8, 8, 32)
+    torch.nn.init.normal_(model.to_pixels.weight, std=0.02)  # the residual head starts at 0 (no encoder grad yet)
+    out = model(_clip(b=2, size=image_size))
+    out.loss.backward()
+    assert model.patch_embed.net[0].weight.grad.abs().sum() > 0  # the stem trains
+
+
+def test_without_encoder_positions_the_latent_ignores_where_the_motion_happened():
+    """No absolute positions + conv tokens + max-pool reducer: moving the whole scene by one patch (8 px) leaves the
+    latent (almost) unchanged; with LAPA's learned positions it changes (the codes then partly encode "where").
+    Not exactly equal: zero padding at the image border reaches the moving square through the PEG convs."""
+    torch.manual_seed(0)
+    kw = dict(TINY, patch_embed="conv", reducer="maxpool", code_seq_len=1)
+    free = LAQModel(LAQConfig(**kw, encoder_pos_embed=False)).eval()
+    assert free.pos_spatial is None
+    with torch.no_grad():
+        a, b = free.encode(_scene(0)), free.encode(_scene(8))
+    torch.manual_seed(0)
+    placed = LAQModel(LAQConfig(**kw, encoder_pos_embed=True)).eval()
+    torch.nn.init.normal_(placed.pos_spatial, std=0.5)
+    with torch.no_grad():
+        pa, pb = placed.encode(_scene(0)), placed.encode(_scene(8))
+    free_err, placed_err = float((a - b).norm() / a.norm()), float((pa - pb).norm() / pa.norm())
+    assert free_err < 0.05 and free_err < 0.2 * placed_err, (free_err, placed_err)
+
+
+def test_latent_batch_norm_standardises_the_latents_in_training():
+    torch.manual_seed(0)
+    model = LAQModel(LAQConfig(**TINY, latent_norm="batch", code_seq_len=1))
+    lat = model.encode(torch.rand(64, 3, 2, 64, 64))[:, 0]                          # (64, D)
+    assert torch.allclose(lat.mean(0), torch.zeros(8), atol=1e-4)
+    assert torch.allclose(lat.std(0, unbiased=False), torch.ones(8), atol=1e-2)
+
+
+@pytest.mark.parametrize("source", ["latents", "codes"])
+def test_nsvq_dead_codes_restart_on_the_data_with_replacement_source_latents(source):
+    """Latents far from the codebook (as a conv stem's, whose spread is below the LAPA noise of 0.02): the ``latents``
+    source re-seeds dead codes on the data; the ``codes`` source (LAPA) leaves them next to the old codes."""
+    torch.manual_seed(0)
+    q = NSVQ(4, 8, schedule=[[10, 100]], threshold=0.1, min_window_factor=1.0, data_init=False, reseed=source).train()
+    x = 50.0 + 0.003 * torch.randn(32, 1, 4)                                         # one tight far cluster
+    for _ in range(10):
+        q(x)
+    before = q.embed.detach().clone()
+    ev = q.maybe_replace(10)
+    assert ev["replaced"] == 7 and ev["used"] == 1
+    moved = (q.embed.detach() - before).norm(dim=-1) > 0
+    dist_to_data = torch.cdist(q.embed.detach()[moved], x[:, 0]).min(dim=1).values
+    if source == "latents":
+        assert float(dist_to_data.max()) < 0.01
+    else:
+        assert float(dist_to_data.min()) > 10.0

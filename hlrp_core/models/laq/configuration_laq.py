@@ -13,9 +13,9 @@ from typing import Any
 from ...config.errors import ConfigError
 
 #: Fields that define the network (a mismatch makes a checkpoint/artifact incompatible).
-ARCH_KEYS = ("image_size", "patch_size", "dim", "heads", "dim_head", "spatial_depth", "temporal_depth",
+ARCH_KEYS = ("image_size", "patch_size", "patch_embed", "patch_embed_channels", "encoder_pos_embed", "dim", "heads", "dim_head", "spatial_depth", "temporal_depth",
              "decoder_depth", "ff_mult", "attn_num_null_kv", "code_dim", "code_seq_len", "codebook_size",
-             "quantizer", "reducer", "decoder_residual", "decoder_cond_add", "fsq_levels", "num_frames")
+             "quantizer", "reducer", "latent_norm", "decoder_residual", "decoder_cond_add", "fsq_levels", "num_frames")
 
 #: Config keys (dotted) of the run config that map to ``LAQConfig`` fields.
 CONFIG_KEYS = {k: f"model.{k}" for k in ARCH_KEYS}
@@ -37,6 +37,9 @@ class LAQConfig:
 
     image_size: int = 64
     patch_size: int = 8
+    patch_embed: str = "linear"
+    patch_embed_channels: list[int] = field(default_factory=lambda: [16, 32])
+    encoder_pos_embed: bool = True
     dim: int = 64
     heads: int = 2
     dim_head: int = 16
@@ -50,6 +53,7 @@ class LAQConfig:
     codebook_size: int = 8
     quantizer: str = "nsvq"
     reducer: str = "conv"
+    latent_norm: str = "none"
     decoder_residual: bool = True
     decoder_cond_add: bool = True
     fsq_levels: list[int] = field(default_factory=list)
@@ -60,6 +64,7 @@ class LAQConfig:
     replacement_schedule: list[list[int]] = field(default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
     replacement_threshold: float = 0.1
     replacement_min_window_factor: float = 10.0
+    replacement_source: str = "codes"
     ema_decay: float = 0.8
     commitment_weight: float = 0.25
     dead_code_threshold: float = 2.0
@@ -70,6 +75,10 @@ class LAQConfig:
                 f"data.preprocess.image_size={self.image_size} with model.patch_size={self.patch_size} gives a "
                 f"{self.image_size / self.patch_size:g}x grid; the LAQ reducer needs {GRID}x{GRID}: set "
                 f"model.patch_size={max(1, self.image_size // GRID)}")
+        if self.patch_embed == "conv" and (self.patch_size % 2 or len(self.patch_embed_channels) != 2):
+            raise ConfigError(
+                f"model.patch_embed=conv needs an even model.patch_size (got {self.patch_size}) and two "
+                f"model.patch_embed_channels (got {list(self.patch_embed_channels)}): e.g. [16, 32]")
 
     @property
     def grid(self) -> int:
@@ -81,6 +90,7 @@ class LAQConfig:
         kw = {k: getattr(m, k) for k in cls.__dataclass_fields__ if hasattr(m, k)}
         kw["image_size"] = int(cfg.data.preprocess.image_size)
         kw["fsq_levels"] = list(m.fsq_levels)
+        kw["patch_embed_channels"] = [int(c) for c in m.patch_embed_channels]
         kw["replacement_schedule"] = [list(p) for p in m.replacement_schedule]
         return cls(**kw)
 

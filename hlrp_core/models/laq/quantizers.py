@@ -64,7 +64,8 @@ class NSVQ(BaseQuantizer):
     Dead-code replacement with a threshold relative to mean usage and a minimum window (MODELS 1.6)."""
 
     def __init__(self, dim: int, codebook_size: int, schedule: list[list[int]], threshold: float = 0.1,
-                 min_window_factor: float = 10.0, eps: float = 1e-12, data_init: bool = True):
+                 min_window_factor: float = 10.0, eps: float = 1e-12, data_init: bool = True,
+                 reseed: str = "codes"):
         super().__init__(dim, codebook_size)
         self.embed = nn.Parameter(torch.randn(codebook_size, dim))  # (K, D), N(0,1) as LAPA
         # data_init: on the first training batch, re-seed the codebook from the batch latents (+0.02 noise) so the
@@ -72,6 +73,12 @@ class NSVQ(BaseQuantizer):
         self.register_buffer("initted", torch.tensor(not data_init))
         self.schedule = [list(map(int, p)) for p in schedule]
         self.threshold, self.min_window_factor, self.eps = threshold, min_window_factor, eps
+        # reseed="latents": dead codes restart at latents of the last training batch (kept here, outside the state
+        # dict; the training task checkpoints it for exact resume). "codes" = LAPA: a used code + 0.02 N(0,1), which
+        # lands far from the data when the latents' spread is below 0.02 (conv stem at init: 0.004 per dim) and then
+        # churns the codebook into one code.
+        self.reseed = reseed
+        self.recent: Optional[torch.Tensor] = None                       # (B*S, D) last training batch's latents
 
     def codebook(self) -> torch.Tensor:
         return self.embed
@@ -94,6 +101,8 @@ class NSVQ(BaseQuantizer):
     def forward(self, x: torch.Tensor) -> QuantOut:
         if self.training and not bool(self.initted):
             self._data_init(x.detach())
+        if self.training and self.reseed == "latents":
+            self.recent = x.detach().reshape(-1, self.dim).clone()       # (B*S, D)
         codes = self.assign(x)                                           # (B, S)
         vectors = self.lookup(codes)                                     # (B, S, D)
         if self.training:
@@ -123,7 +132,11 @@ class NSVQ(BaseQuantizer):
         else:
             dead = counts < self.threshold * (total / self.codebook_size)  # (K,)
             n_dead = int(dead.sum())
-            if n_dead:
+            if n_dead and self.reseed == "latents" and self.recent is not None:
+                src = self.recent.to(self.embed.device, self.embed.dtype)  # (N, D)
+                pick = torch.randint(len(src), (n_dead,), device=src.device)  # (n_dead,)
+                self.embed.data[dead] = src[pick] + 0.02 * src.std() * torch.randn_like(src[pick])
+            elif n_dead:
                 used_idx = used.nonzero().squeeze(1)                     # (U,)
                 pick = used_idx[torch.randint(len(used_idx), (n_dead,), device=used_idx.device)]  # (n_dead,)
                 self.embed.data[dead] = self.embed.data[pick] + 0.02 * torch.randn(
@@ -273,10 +286,10 @@ class FSQ(BaseQuantizer):
 
 def build_quantizer(quantizer: str, code_dim: int, codebook_size: int, *, schedule=(), threshold=0.1,
                     min_window_factor=10.0, ema_decay=0.8, commitment_weight=0.25, dead_code_threshold=2.0,
-                    fsq_levels=(), codebook_init="data") -> BaseQuantizer:
+                    fsq_levels=(), codebook_init="data", replacement_source="codes") -> BaseQuantizer:
     if quantizer == "nsvq":
         return NSVQ(code_dim, codebook_size, [list(p) for p in schedule], threshold, min_window_factor,
-                    data_init=codebook_init == "data")
+                    data_init=codebook_init == "data", reseed=replacement_source)
     if quantizer == "vq_ema":
         return VQEMA(code_dim, codebook_size, ema_decay, commitment_weight, dead_code_threshold)
     if quantizer == "fsq":
