@@ -24,10 +24,14 @@ class LAQRefConfig:
     Args:
         artifact: Path to a Stage-1 ``laq_artifact.pt``.
         checkpoint: Seed spelling (``model.laq.checkpoint``); accepted as an alias of ``artifact``.
+        label_ablation: ``none``, or ``shuffled``: permute the LAQ's labels across each batch (train and
+            validation), so they carry no information about the inputs; the verdict of such a run must be
+            ``random-like`` (the control of "is this learning?"). The exported artifact is marked ``-shuffled``.
     """
 
     artifact: Optional[str] = None
     checkpoint: Optional[str] = None
+    label_ablation: str = "none"
 
 
 @dataclass
@@ -134,6 +138,7 @@ class ModelConfig:
         if self.laq.checkpoint and not self.laq.artifact:
             self.laq.artifact = self.laq.checkpoint
         self.policy.validate(problems)
+        check_choice(problems, "model.laq.label_ablation", self.laq.label_ablation, ["none", "shuffled"])
         self.validate_laq(problems)
 
     def validate_laq(self, problems: list[str]) -> None:

@@ -39,6 +39,13 @@ def build_policy_module(cfg: Any, run: Any = None, labeller: Optional[LatentLabe
                    "the numbers of this run say nothing about Stage 2 (give a Stage-1 artifact for a real run)")
             (run.log if run is not None else logging.getLogger("hlrp.policy")).warning(msg)
         labeller = load_laq_labeller(path)
+        if cfg.model.laq.label_ablation == "shuffled":
+            from .label_ablation import ShuffledLabeller
+
+            labeller = ShuffledLabeller(labeller, seed=int(cfg.seed))
+            (run.log if run is not None else logging.getLogger("hlrp.policy")).warning(
+                "[Ablation] model.laq.label_ablation=shuffled: labels are permuted across each batch (a control "
+                "run; its verdict must be random-like)")
     return PolicyModule(cfg, labeller, run=run, backbone=backbone, out_dir=out_dir)
 
 

@@ -177,3 +177,19 @@ def test_shuffled_labeller_keeps_the_marginal_and_breaks_the_pairing():
     assert torch.equal(v1, inner.codebook[c1])                                      # rows stay consistent
     assert lab.identity["hash"].endswith("-shuffled") and lab.spec == inner.spec
     assert ShuffledLabeller(inner, seed=0).label(frames)[0].equal(c1)               # deterministic
+
+
+def test_label_ablation_knob_wraps_the_labeller(tmp_path):
+    """``model.laq.label_ablation=shuffled`` (the issue-6 control run from the notebook) wraps the LAQ labeller in
+    ``ShuffledLabeller``; a typo is a ConfigError naming the knob before anything is built."""
+    from hlrp_core.config import ConfigError, load
+    from hlrp_core.training.label_ablation import ShuffledLabeller
+    from hlrp_core.training.policy_train import build_policy_module
+
+    cfg = load("policy_tiny", ["model.laq.label_ablation=shuffled"], smoke=True)
+    module = build_policy_module(cfg, out_dir=str(tmp_path))
+    assert isinstance(module.labeller, ShuffledLabeller)
+    plain = build_policy_module(load("policy_tiny", [], smoke=True), out_dir=str(tmp_path / "plain"))
+    assert not isinstance(plain.labeller, ShuffledLabeller)
+    with pytest.raises(ConfigError, match="model.laq.label_ablation"):
+        load("policy_tiny", ["model.laq.label_ablation=shuffle"])
