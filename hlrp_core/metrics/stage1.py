@@ -59,9 +59,12 @@ def mutual_information(x: np.ndarray, y: np.ndarray) -> tuple[float, float, floa
 
 
 def nmi(x: np.ndarray, y: np.ndarray) -> float:
-    """I(X; Y) / sqrt(H(X) H(Y)); NaN if either is constant."""
+    """I(X; Y) / sqrt(H(X) H(Y)). Limits as in scikit-learn: 0 when exactly one labelling is constant (a collapsed
+    codebook says nothing about the action), 1 when both are."""
     i, hx, hy = mutual_information(x, y)
-    return float(i / np.sqrt(hx * hy)) if hx > 0 and hy > 0 else float("nan")
+    if hx > 0 and hy > 0:
+        return float(i / np.sqrt(hx * hy))
+    return 1.0 if hx == 0 and hy == 0 else 0.0
 
 
 def action_nmi(
@@ -75,8 +78,7 @@ def action_nmi(
     b = bin_actions(actions, n_bins)
     if joint:
         return nmi(c, tuple_ids(b)[0][0])
-    vals = [nmi(c, b[:, j]) for j in range(b.shape[1])]
-    vals = [v for v in vals if np.isfinite(v)]
+    vals = [nmi(c, b[:, j]) for j in range(b.shape[1]) if len(np.unique(b[:, j])) > 1]  # constant dims say nothing
     return float(np.mean(vals)) if vals else float("nan")
 
 

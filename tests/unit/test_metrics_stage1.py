@@ -8,7 +8,7 @@ from scipy.stats import entropy as sp_entropy
 
 from hlrp_core import metrics as M
 from hlrp_core.metrics import names as n
-from hlrp_core.metrics.stage1 import bin_actions, mutual_information, one_hot_codes
+from hlrp_core.metrics.stage1 import bin_actions, mutual_information, nmi, one_hot_codes
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,15 @@ def test_reconstruction_metrics():
     good = nxt + 0.01 * rng.normal(size=nxt.shape)
     out = M.stage1_reconstruction_metrics(good, nxt, frames, pred_next_shuffled=frames, n_boot=200)
     assert out[n.hi(n.COPY_RATIO)] < 0.05 and out[n.CLOSER_TO_FUTURE] == 1.0 and out[n.lo(n.DELTA_PSNR)] > 10
+
+
+def test_nmi_limits_follow_sklearn():
+    """A collapsed codebook (one code) gets NMI 0, not NaN, so metrics.json stays finite; both constant -> 1."""
+    actions = np.repeat(np.arange(4), 10)[:, None].astype(float)
+    assert M.action_nmi(np.zeros(40, int), actions) == 0.0
+    assert nmi(np.zeros(5, int), np.zeros(5, int)) == 1.0
+    try:
+        from sklearn.metrics import normalized_mutual_info_score as sk
+    except ImportError:
+        return
+    assert nmi(np.zeros(40, int), actions[:, 0].astype(int)) == sk(actions[:, 0], np.zeros(40), average_method="geometric")
