@@ -45,7 +45,8 @@ class ModelConfig:
         patch_embed: LAQ encoder tokeniser: ``linear`` (LAPA: LayerNorm -> Linear on each flattened patch) or
             ``conv`` (two 3x3 convs at pixel resolution with max-pools, so a token is the max over its patch of
             shift-equivariant features). With ``linear`` the latent follows the moving object's position modulo the
-            patch size and the codes split on that instead of the motion (embedded data: NMI 0.34 vs ~0.8). The
+            patch size and the codes split on that instead of the motion (laq_tiny, 1500 steps: NMI 0.34 / probe
+            R2 0.58 linear; 0.54 / 0.89 conv). The
             decoder always uses the linear embedding of o_t.
         patch_embed_channels: Channels of the two convs of ``patch_embed=conv`` (cost grows with H x W x c1 x c2).
         encoder_pos_embed: Add learned absolute position embeddings to the encoder tokens (LAPA: true). false keeps
