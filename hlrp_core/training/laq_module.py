@@ -157,7 +157,37 @@ class LAQModule(L.LightningModule):
         m = self._untrained[0]
         return m.to(self.device)
 
+    @torch.no_grad()
+    def _calibrate_latent_norm(self) -> None:
+        """``model.latent_norm=batch``: set the BatchNorm statistics to the mean and variance of the fixed validation
+        set's latents under the current weights (as "precise BN") before validating, so eval codes, the checkpoint
+        and the artifact Stage 2 labels with do not use running statistics that lag the moving encoder. Why: the raw
+        latents' spread is ~1% of their mean, so the momentum-0.1 running mean lags by several spreads and every eval
+        item fell into one code while training used all 8 (measured). Pooled over the whole set (not averaged per
+        batch: validation batches hold one dataset each, training batches mix them). Deterministic, history-free."""
+        bn = getattr(self.model, "latent_norm", None)
+        if not isinstance(bn, torch.nn.BatchNorm1d) or self._trainer is None:
+            return
+        loaders = self.trainer.val_dataloaders
+        loaders = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        if loaders is None:
+            return
+        was = self.model.training
+        self.model.eval()
+        self.model.latent_norm = None                                                   # raw reducer output
+        try:
+            raw = torch.cat([self.model.encode(LAQModel.to_float(torch.as_tensor(b["frames"]).to(self.device)))
+                             for b in loaders])                                         # (N, S, D)
+        finally:
+            self.model.latent_norm = bn
+            self.model.train(was)
+        flat = raw.reshape(-1, raw.shape[-1]).float()                                   # (N*S, D)
+        if len(flat) > 1:
+            bn.running_mean.copy_(flat.mean(0))
+            bn.running_var.copy_(flat.var(0))
+
     def on_validation_epoch_start(self) -> None:
+        self._calibrate_latent_norm()
         self._val = {k: [] for k in ("codes", "vectors", "latents", "mse", "copy", "shuf", "closer", "actions",
                                      "episode", "dataset", "untrained", "grid")}
 

@@ -63,6 +63,9 @@ def test_short_run_writes_the_record(first_run):
     assert (run.dir / "ckpt" / "last.ckpt").exists() and (run.dir / "ckpt" / "step_000010.ckpt").exists()
     pred = np.load(run.dir / "val_predictions" / "step_000020.npz")
     assert pred["codes"].shape[1] == cfg.model.code_seq_len and len(pred["episode_ids"]) == len(pred["actions"])
+    if cfg.model.latent_norm == "batch":  # BatchNorm statistics recalibrated on the val set before validating
+        lat = pred["latents"].reshape(len(pred["latents"]), -1)
+        assert np.abs(lat.mean(0)).max() < 0.1 and 0.7 < lat.std(0).min() <= lat.std(0).max() < 1.3, lat.std(0)
     assert (run.dir / "figures" / "laq_recon_grid.png").exists()
     model, manifest = load_laq_artifact(run.dir)
     assert manifest["codebook_size"] == cfg.model.codebook_size and manifest["source_global_step"] == 20
