@@ -64,8 +64,11 @@ def test_short_run_writes_the_record(first_run):
     pred = np.load(run.dir / "val_predictions" / "step_000020.npz")
     assert pred["codes"].shape[1] == cfg.model.code_seq_len and len(pred["episode_ids"]) == len(pred["actions"])
     if cfg.model.latent_norm == "batch":  # BatchNorm statistics recalibrated on the val set before validating
+        # mean exactly ~0 on the set the statistics came from (lagging running stats leave it several spreads off);
+        # std below 1 by sqrt(var / (var + eps)): the raw spread is tiny (var ~1e-5, BatchNorm eps 1e-5)
         lat = pred["latents"].reshape(len(pred["latents"]), -1)
-        assert np.abs(lat.mean(0)).max() < 0.1 and 0.7 < lat.std(0).min() <= lat.std(0).max() < 1.3, lat.std(0)
+        assert np.abs(lat.mean(0)).max() < 0.05 * lat.std(0).min(), lat.mean(0)
+        assert 0.2 < lat.std(0).min() <= lat.std(0).max() < 1.3, lat.std(0)
     assert (run.dir / "figures" / "laq_recon_grid.png").exists()
     model, manifest = load_laq_artifact(run.dir)
     assert manifest["codebook_size"] == cfg.model.codebook_size and manifest["source_global_step"] == 20
