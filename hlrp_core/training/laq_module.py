@@ -172,15 +172,8 @@ class LAQModule(L.LightningModule):
         loaders = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         if loaders is None:
             return
-        was = self.model.training
-        self.model.eval()
-        self.model.latent_norm = None                                                   # raw reducer output
-        try:
-            raw = torch.cat([self.model.encode(LAQModel.to_float(torch.as_tensor(b["frames"]).to(self.device)))
-                             for b in loaders])                                         # (N, S, D)
-        finally:
-            self.model.latent_norm = bn
-            self.model.train(was)
+        raw = torch.cat([self.model.encode(LAQModel.to_float(torch.as_tensor(b["frames"]).to(self.device)),
+                                           normalise=False) for b in loaders])          # (N, S, D)
         flat = raw.reshape(-1, raw.shape[-1]).float()                                   # (N*S, D)
         if len(flat) > 1:
             bn.running_mean.copy_(flat.mean(0))

@@ -246,8 +246,9 @@ class LAQModel(nn.Module):
             nn.init.zeros_(self.to_pixels.bias)
 
     # ---------------------------------------------------------------------------------------------------- encoder
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B,3,T,H,W) float in [0,1] -> continuous delta latents (B,S,D) (last minus first, reduced)."""
+    def encode(self, frames: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+        """frames (B,3,T,H,W) float in [0,1] -> continuous delta latents (B,S,D) (last minus first, reduced).
+        ``normalise=False`` skips ``latent_norm`` (the raw reducer output its statistics are computed from)."""
         c = self.config
         b, _, t, _, _ = frames.shape
         g = c.grid
@@ -264,7 +265,7 @@ class LAQModel(nn.Module):
         z = self.to_code(x).view(b, g, g, t, c.code_dim)                                # (B, g, g, T, D)
         delta = (z[:, :, :, -1] - z[:, :, :, 0]).permute(0, 3, 1, 2)                    # (B, D, g, g)
         red = self.reducer(delta)                                                       # (B, D, gh, gw)
-        if self.latent_norm is not None:
+        if normalise and self.latent_norm is not None:
             red = self.latent_norm(red.flatten(2)).view(red.shape)                      # (B, D, gh, gw)
         return red.flatten(2).transpose(1, 2)                                           # (B, S, D)
 
