@@ -68,9 +68,13 @@ class ModelConfig:
         reducer: How the D x 8 x 8 delta becomes S code vectors: ``conv`` (LAPA: conv3 s2, ReLU, a position-specific
             last conv) or ``maxpool`` (conv3 + conv1, adaptive max-pool to the S layout; translation-invariant, trains
             far faster on small data).
-        latent_norm: ``none`` (LAPA) or ``batch``: BatchNorm (no affine; running statistics at eval) over the D
-            channels of the reduced latents before quantizing. With ``patch_embed=conv`` the latents share a large
-            common offset and a spread ~1% of it; a small collective drift then sends every item to one code.
+        latent_norm: ``none`` (LAPA), ``batch``: BatchNorm (no affine; running statistics at eval) over the D
+            channels of the reduced latents before quantizing, or ``batch_l2``: the same, then every latent vector
+            scaled to norm sqrt(D) (codes compare directions only). With ``patch_embed=conv`` the latents share a large
+            common offset and a spread ~1% of it; a small collective drift then sends every item to one code
+            (``batch`` fixes that). ``batch_l2`` also drops the latent's length, which varied with how much of the
+            scene moved (a pushed block, the step size), so the 8 motion directions form tight clusters: laq_tiny at
+            1000 steps NMI 0.80 vs 0.56, nearest-class-centroid NMI 0.88 vs 0.65 (same harness, same data).
         decoder_residual: Decoder predicts ``o_t + f(o_t, codes)`` (true) or pixels directly (false, LAPA). The
             residual form trains in minutes on CPU; delta-PSNR still proves the codes are used (LEARNING_METRICS 5).
         decoder_cond_add: Also add a projection of the (flattened) action tokens to every decoder patch token, beside
@@ -87,6 +91,14 @@ class ModelConfig:
         replacement_source: Where an NSVQ dead code restarts: ``codes`` (LAPA: a random used code + 0.02 N(0, 1))
             or ``latents`` (a random latent of the last training batch + 2% of their spread: lands on the data
             whatever its scale; needed with ``patch_embed=conv``, whose latents start 5x narrower than 0.02).
+        codebook_refit_steps: NSVQ: steps at which the codebook is refitted by k-means on the latents of the last
+            ``codebook_refit_window`` training batches (the best of Lloyd from the current codes and 10 k-means++
+            seeds, so a refit never quantizes those latents worse); logged as ``[Codebook] step=N refit``. NSVQ's own
+            code updates are online k-means from a random start and can settle with one code between two actions
+            and two codes on one (laq_tiny: NMI 0.79 at 1500 steps). Refit once the latents have structure (from a
+            third of the run), not at step 0. Empty = off (LAPA).
+        codebook_refit_window: Training batches of latents a refit clusters (it needs >= 10 x K latents; fewer:
+            the refit is skipped and logged as deferred). The same buffer feeds ``replacement_source=latents``.
         replacement_min_window_factor: An event is deferred (logged, window kept) until the window holds
             >= factor x K assignments, so large codebooks are not judged on too few samples (MODELS 1.6 rule 1).
         ema_decay: ``vq_ema`` EMA decay of cluster sizes and sums (lucidrains default 0.8; LAPO 0.999).
@@ -128,6 +140,8 @@ class ModelConfig:
     replacement_threshold: float = 0.1
     replacement_min_window_factor: float = 10.0
     replacement_source: str = "codes"
+    codebook_refit_steps: list[int] = field(default_factory=list)
+    codebook_refit_window: int = 16
     ema_decay: float = 0.8
     commitment_weight: float = 0.25
     dead_code_threshold: float = 2.0
@@ -147,8 +161,15 @@ class ModelConfig:
         check_choice(problems, "model.quantizer", self.quantizer, list(LAQ_QUANTIZERS))
         check_choice(problems, "model.reducer", self.reducer, ["conv", "maxpool"])
         check_choice(problems, "model.patch_embed", self.patch_embed, ["linear", "conv"])
-        check_choice(problems, "model.latent_norm", self.latent_norm, ["none", "batch"])
+        check_choice(problems, "model.latent_norm", self.latent_norm, ["none", "batch", "batch_l2"])
         check_choice(problems, "model.replacement_source", self.replacement_source, ["codes", "latents"])
+        check(problems, not self.codebook_refit_steps or self.quantizer == "nsvq",
+              f"model.codebook_refit_steps={list(self.codebook_refit_steps)} needs model.quantizer=nsvq (got "
+              f"{self.quantizer}); set model.codebook_refit_steps=[] or model.quantizer=nsvq")
+        check(problems, all(int(v) >= 1 for v in self.codebook_refit_steps),
+              f"model.codebook_refit_steps={list(self.codebook_refit_steps)} must be steps >= 1, e.g. [500, 1000]")
+        check(problems, self.codebook_refit_window >= 1,
+              f"model.codebook_refit_window={self.codebook_refit_window} must be >= 1 (training batches)")
         check(problems, len(self.patch_embed_channels) == 2 and all(int(c) >= 1 for c in self.patch_embed_channels),
               f"model.patch_embed_channels={list(self.patch_embed_channels)} must be two positive ints, e.g. [16, 32]")
         check(problems, self.patch_embed != "conv" or self.patch_size % 2 == 0,

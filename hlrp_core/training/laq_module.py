@@ -70,7 +70,7 @@ class LAQModule(L.LightningModule):
         self._untrained: list[LAQModel] = []  # built on first use, deterministic, kept out of the state dict
         self.last_val_metrics: dict[str, float] = {}
         self.last_val_step = -1
-        self.replacement = {"events": 0, "replaced_total": 0, "last_replaced": 0, "deferred": 0}
+        self.replacement = {"events": 0, "replaced_total": 0, "last_replaced": 0, "deferred": 0, "refits": 0}
         self._val: Optional[dict[str, list]] = None
         if self.laq_config.quantizer == "nsvq" and not self.laq_config.replacement_schedule:
             (run.log if run is not None else log).warning(
@@ -88,6 +88,9 @@ class LAQModule(L.LightningModule):
         ev = self.model.quantizer.maybe_replace(int(self.global_step))
         if ev is None:
             return
+        if "refit" in ev:
+            self._refit_event(ev)
+            return
         if ev["deferred"]:
             self.replacement["deferred"] += 1
         else:
@@ -102,6 +105,17 @@ class LAQModule(L.LightningModule):
                        "codebook/window_total": float(ev["window_total"]),
                        "codebook/replacement_events": float(self.replacement["events"])},
                       on_step=True, on_epoch=False)
+
+    def _refit_event(self, ev: dict) -> None:
+        """Log an NSVQ k-means refit (``model.codebook_refit_steps``); it is not a dead-code replacement event."""
+        self.replacement["refits"] += int(ev["refit"])
+        line = (f"[Codebook] step={ev['step']} refit: k-means codebook from recent training latents, "
+                f"inertia {ev['inertia_before']:.4g} -> {ev['inertia']:.4g} (codes used before: {ev['used']})"
+                if ev["refit"] else
+                f"[Codebook] step={ev['step']} refit skipped: fewer than 10 x K recent latents "
+                f"(raise model.codebook_refit_window)")
+        (self.run.log if self.run is not None else log).info(line)
+        self.log_dict({"codebook/refits": float(self.replacement["refits"])}, on_step=True, on_epoch=False)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Batch keys: ``frames`` uint8 [B,3,T,H,W]. Returns the loss (pixel MSE + quantizer aux loss)."""
@@ -237,6 +251,7 @@ class LAQModule(L.LightningModule):
             m[f"val/codes_used_pos{s}"] = float(len(np.unique(codes[:, s])))
             m[f"val/codebook_perplexity_pos{s}"] = _perplexity(codes[:, s])
         m["codebook/replacement_events"] = float(self.replacement["events"])
+        m["codebook/refits"] = float(self.replacement["refits"])
         m["codebook/replaced_total"] = float(self.replacement["replaced_total"])
         m["codebook/replaced_last"] = float(self.replacement["last_replaced"])
         m["codebook/deferred_events"] = float(self.replacement["deferred"])

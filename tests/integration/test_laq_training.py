@@ -36,8 +36,10 @@ class BatchRecorder(L.Callback):
 
 
 def _start(embedded_root, extra=()):
+    # a k-means codebook refit at step 15: the resume from step 10 must rebuild it from the checkpointed latent window
     return runs.start("laq_tiny", [f"data.root={embedded_root}", "training.max_steps=20",
-                                   "training.checkpoint.every_n_train_steps=10", *extra], smoke=True)
+                                   "training.checkpoint.every_n_train_steps=10", "model.codebook_refit_steps=[15]",
+                                   *extra], smoke=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,9 @@ def test_short_run_writes_the_record(first_run):
     assert (run.dir / "figures" / "laq_recon_grid.png").exists()
     model, manifest = load_laq_artifact(run.dir)
     assert manifest["codebook_size"] == cfg.model.codebook_size and manifest["source_global_step"] == 20
-    assert "[Codebook] step=10" in (run.dir / "unified.log").read_text()
+    log_text = (run.dir / "unified.log").read_text()
+    assert "[Codebook] step=10" in log_text
+    assert "[Codebook] step=15 refit: k-means codebook" in log_text and saved["codebook/refits"] == 1
 
 
 def test_resume_continues_exactly(first_run, embedded_root):

@@ -282,3 +282,60 @@ def test_nsvq_dead_codes_restart_on_the_data_with_replacement_source_latents(sou
         assert float(dist_to_data.max()) < 0.01
     else:
         assert float(dist_to_data.min()) > 10.0
+
+
+def test_latent_batch_l2_puts_every_latent_on_the_sqrt_d_sphere():
+    """``batch_l2``: BatchNorm centring, then each latent scaled to norm sqrt(D): a latent's length (how much of the
+    scene moved) no longer separates items that moved the same way."""
+    torch.manual_seed(0)
+    model = LAQModel(LAQConfig(**TINY, latent_norm="batch_l2", code_seq_len=2))
+    lat = model.encode(torch.rand(32, 3, 2, 64, 64))                                 # (32, 2, D)
+    assert torch.allclose(lat.norm(dim=-1), torch.full((32, 2), 8 ** 0.5), atol=1e-4)
+    raw = model.encode(torch.rand(32, 3, 2, 64, 64), normalise=False)
+    assert not torch.allclose(raw.norm(dim=-1), torch.full((32, 2), 8 ** 0.5), atol=1e-2)
+    with pytest.raises(ConfigError, match="model.latent_norm"):
+        load(overrides=["model.latent_norm=l2"])
+
+
+def _clusters(n_per: int, k: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centres = 3.0 * torch.eye(dim)[:k]                                                 # (k, D), far apart
+    labels = torch.arange(k).repeat(n_per)                                             # (k*n,)
+    return centres[labels] + 0.05 * torch.randn(len(labels), dim, generator=g), labels
+
+
+def test_nsvq_refit_places_one_code_per_cluster_from_the_recent_window():
+    """A codebook stuck with two codes on one cluster and one code between two others (NSVQ's online k-means
+    local minimum): the refit at its step puts exactly one code on each cluster, from the last ``refit_window``
+    batches only, and is reported as a refit (not a dead-code replacement)."""
+    torch.manual_seed(0)
+    q = NSVQ(8, 4, schedule=[[5, 100]], min_window_factor=0, data_init=False, reseed="latents",
+             refit_steps=[30], refit_window=3).train()
+    x, labels = _clusters(16, 4, 8, seed=0)                                            # (64, 8)
+    bad = torch.stack([x[labels == 0].mean(0), x[labels == 0].mean(0) + 0.1,
+                       (x[labels == 1].mean(0) + x[labels == 2].mean(0)) / 2, x[labels == 3].mean(0)])
+    q.embed.data.copy_(bad)
+    for _ in range(5):                                                                  # 5 batches of 64
+        q(x[torch.randperm(len(x))][:, None, :])
+    assert q.recent.shape == (3 * 64, 8)                                                # the window, not all five
+    before = q.assign(x[:, None, :]).ravel()
+    assert len(torch.unique(before[labels == 1])) == 1 and int(before[labels == 1][0]) == int(before[labels == 2][0])
+    ev = q.maybe_replace(30)
+    assert ev["refit"] == 1 and ev["deferred"] == 0 and ev["replaced"] == 0 and ev["inertia"] < 0.05
+    after = q.assign(x[:, None, :]).ravel()
+    per_cluster = [set(after[labels == c].tolist()) for c in range(4)]
+    assert all(len(s) == 1 for s in per_cluster) and len(set().union(*per_cluster)) == 4, per_cluster
+    assert float(q.window_counts.sum()) == 0
+    assert q.maybe_replace(31) is None                                                 # neither schedule fires
+
+
+def test_nsvq_refit_is_skipped_with_too_few_latents_and_needs_nsvq():
+    q = NSVQ(8, 16, schedule=[], data_init=False, refit_steps=[10], refit_window=1).train()
+    q(torch.randn(32, 1, 8))                                                            # 32 < 10 x 16 latents
+    before = q.embed.detach().clone()
+    ev = q.maybe_replace(10)
+    assert ev["refit"] == 0 and ev["deferred"] == 1 and torch.equal(q.embed.detach(), before)
+    with pytest.raises(ConfigError, match=r"model.codebook_refit_steps=\[500\] needs model.quantizer=nsvq"):
+        load(overrides=["model.quantizer=vq_ema", "model.codebook_refit_steps=[500]"])
+    with pytest.raises(ConfigError, match="model.codebook_refit_window"):
+        load(overrides=["model.codebook_refit_window=0"])

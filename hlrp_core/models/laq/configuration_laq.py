@@ -65,6 +65,8 @@ class LAQConfig:
     replacement_threshold: float = 0.1
     replacement_min_window_factor: float = 10.0
     replacement_source: str = "codes"
+    codebook_refit_steps: list[int] = field(default_factory=list)
+    codebook_refit_window: int = 16
     ema_decay: float = 0.8
     commitment_weight: float = 0.25
     dead_code_threshold: float = 2.0
@@ -92,6 +94,7 @@ class LAQConfig:
         kw["fsq_levels"] = list(m.fsq_levels)
         kw["patch_embed_channels"] = [int(c) for c in m.patch_embed_channels]
         kw["replacement_schedule"] = [list(p) for p in m.replacement_schedule]
+        kw["codebook_refit_steps"] = [int(v) for v in getattr(m, "codebook_refit_steps", [])]
         return cls(**kw)
 
     def to_dict(self) -> dict:

@@ -11,7 +11,7 @@
       |  temporal blocks (per cell, T tokens, causal)  x temporal_depth
       |  to_code: Linear(dim -> D); delta = last - first                                  -> [B,D,8,8]
       |  reducer (LAPA conv, or conv + max-pool) 8x8 -> 2x2 | 2x1 | 1x1                 -> [B,S,D]
-      |  optional BatchNorm over D (latent_norm=batch)
+      |  optional BatchNorm over D (latent_norm=batch), then norm sqrt(D) per vector (batch_l2)
       |  quantizer (NSVQ | VQ-EMA | FSQ)                -> codes [B,S], vectors [B,S,D], z [B,S,D]
       v
     decoder: patch tokens of o_t (own embedding) [+ Linear(project_out(z) flattened), when decoder_cond_add]
@@ -225,13 +225,18 @@ class LAQModel(nn.Module):
         # recomputed on the val set by the training task before each validation).
         # Why: conv-stem latents share a large common offset with a spread of ~1% of it, so a small collective drift
         # put every item nearest to one code (3 of 4 runs collapsed); standardised latents cannot drift that way.
-        self.latent_norm = nn.BatchNorm1d(c.code_dim, affine=False) if c.latent_norm == "batch" else None
+        self.latent_norm = nn.BatchNorm1d(c.code_dim, affine=False) if c.latent_norm in ("batch", "batch_l2") else None
+        # latent_norm=batch_l2: then scale each centred latent vector to norm sqrt(D) (so its entries stay ~unit
+        # size like BatchNorm's): the codes see only the direction of motion, not its length (which changed with a
+        # pushed block or a smaller step and smeared each direction's cluster into its neighbours')
+        self.latent_sphere = c.latent_norm == "batch_l2"
         self.quantizer: BaseQuantizer = build_quantizer(
             c.quantizer, c.code_dim, c.codebook_size, schedule=c.replacement_schedule,
             threshold=c.replacement_threshold, min_window_factor=c.replacement_min_window_factor,
             ema_decay=c.ema_decay, commitment_weight=c.commitment_weight,
             dead_code_threshold=c.dead_code_threshold, fsq_levels=c.fsq_levels, codebook_init=c.codebook_init,
-            replacement_source=c.replacement_source)
+            replacement_source=c.replacement_source, refit_steps=c.codebook_refit_steps,
+            refit_window=c.codebook_refit_window)
         # decoder
         self.dec_patch_embed = PatchEmbed(c.patch_size, c.dim)
         self.dec_pos = nn.Parameter(torch.randn(g * g, c.dim) * 0.02)                   # (64, dim)
@@ -267,6 +272,8 @@ class LAQModel(nn.Module):
         red = self.reducer(delta)                                                       # (B, D, gh, gw)
         if normalise and self.latent_norm is not None:
             red = self.latent_norm(red.flatten(2)).view(red.shape)                      # (B, D, gh, gw)
+            if self.latent_sphere:
+                red = F.normalize(red, dim=1) * red.shape[1] ** 0.5                     # (B, D, gh, gw)
         return red.flatten(2).transpose(1, 2)                                           # (B, S, D)
 
     @staticmethod
