@@ -151,3 +151,18 @@ def test_stage1_verdicts():
     ignored = {**base, n.DELTA_PSNR: 0.0, n.lo(n.DELTA_PSNR): -0.1, n.hi(n.DELTA_PSNR): 0.1, n.PROBE_R2_EXCESS: 0.6}
     assert M.verdict(ignored)[0] == "random-like"
     assert M.verdict({**base, n.N_EPISODES: 5})[0] == "inconclusive"
+
+
+def test_lift_interval_holds_its_point_estimate_with_balanced_codes():
+    """8 equiprobable codes, perfect predictions, 41 episodes (the policy_tiny shape). Re-taking the max share inside
+    each resample biased every resampled baseline upward, so the old interval sat wholly below the point estimate
+    (lift 0.844 vs [0.666, 0.825] on a real run). The blind predictor is one fixed code, chosen on the eval set."""
+    rng = np.random.default_rng(3)
+    ep = np.repeat(np.arange(41), 5)                                   # (205,)
+    gt = rng.integers(0, 8, size=(len(ep), 1))
+    m = M.evaluate_codes(gt, pred_codes=gt.copy(), episode_ids=ep, n_codes=8, n_boot=300)
+    assert m[n.LIFT] == pytest.approx(1 - m[n.MAJORITY_ACC])
+    assert m[n.lo(n.LIFT)] <= m[n.LIFT] <= m[n.hi(n.LIFT)], (m[n.lo(n.LIFT)], m[n.LIFT], m[n.hi(n.LIFT)])
+    blind = np.full_like(gt, np.bincount(gt[:, 0]).argmax())          # the majority code: lift exactly 0
+    b = M.evaluate_codes(gt, pred_codes=blind, episode_ids=ep, n_codes=8, n_boot=300)
+    assert b[n.LIFT] == 0.0 and b[n.lo(n.LIFT)] == 0.0 and b[n.hi(n.LIFT)] == 0.0
