@@ -175,7 +175,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         key, _, value = item.partition("=")
         extra[key] = yaml.safe_load(value)
     code, _ = execute(args.notebook, args.file or [], args.set or [], run_dir=args.run_dir or "",
-                      study=args.study or "", kernel=args.kernel, extra_params=extra)
+                      study=args.study or "", kernel=args.kernel, extra_params=extra,
+                      timeout_s=args.cell_timeout or None)
     return code
 
 
@@ -196,6 +197,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="exact run directory to create (must not exist)")
     p.add_argument("--study", help="folder under outputs/ (default: from the notebook's number band)")
     p.add_argument("--kernel", default=KERNEL, help="Jupyter kernel (default: hlrp)")
+    p.add_argument("--cell-timeout", type=float, default=0, metavar="SECONDS",
+                   help="fail the run when one cell runs longer (papermill execution_timeout; 0 = no limit)")
     p.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("demo", help="run the main-job notebooks on the embedded data (what `make demo` does)")

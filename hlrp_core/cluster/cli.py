@@ -26,7 +26,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 print("error: hlrp submit needs NOTEBOOK and --cluster PRESET (or --resume RUN_DIR)", file=sys.stderr)
                 return 2
             sub = submit(args.notebook, args.file or [], args.set or [], args.cluster, args.also or [],
-                         dry_run=args.dry_run, hold=args.hold, time_limit=args.time, auto_resume=args.auto_resume)
+                         dry_run=args.dry_run, hold=args.hold, time_limit=args.time, auto_resume=args.auto_resume,
+                         cell_timeout_s=args.cell_timeout)
     except (ConfigError, SlurmError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -55,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the job scripts and commands; submit nothing")
     p.add_argument("--hold", action="store_true", help="submit held (start with `scontrol release <id>`)")
     p.add_argument("--time", help="time limit for this submission (overrides the preset, e.g. 00:15:00)")
+    p.add_argument("--cell-timeout", type=float, default=0, metavar="SECONDS",
+                   help="fail the run when one notebook cell runs longer (as `hlrp run --cell-timeout`; 0 = none)")
     p.add_argument("--auto-resume", type=int, default=None, metavar="N",
                    help="resume a run killed by its time limit up to N times (default: the preset's auto_resume)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint in a new run dir")

@@ -209,7 +209,8 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
            also: list[str] = (), *, dry_run: bool = False, hold: bool = False, time_limit: str | None = None,
            auto_resume: int | None = None, study: str = "", name: str = "", resumed_from: str | None = None,
            array_params: list[str] | None = None, max_parallel: int = 0,
-           preset_overrides: dict | None = None, array_names: list[str] | None = None) -> Submission:
+           preset_overrides: dict | None = None, array_names: list[str] | None = None,
+           cell_timeout_s: float = 0) -> Submission:
     """Submit one papermill run (or, with ``array_params``, one per rung file as a job array) to ``cluster``.
 
     Args:
@@ -224,6 +225,8 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
             naming all of them is written, then released.
         time_limit: Override the presets' ``time`` (the seed's ``+submit.time=...``).
         auto_resume: Override the preset's ``auto_resume`` (follow-up jobs for a run killed by its time limit).
+        cell_timeout_s: > 0: the job runs ``hlrp run --cell-timeout`` (a cell running longer fails the run with a
+            timeout reason; a ladder passes its per-rung ``timeout_s``, as the local backend applies it).
         study, name: Override the run directory's study folder / name (default: as ``hlrp run`` chooses them).
         resumed_from: Old run directory this run continues (written into the new run dir as ``resumed_from``).
         array_params: One params file per array task (ladder rungs); the task's file is added after ``params_files``.
@@ -278,7 +281,7 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
         "presets": {c.name: asdict(c) for c in presets}, "array": array_params is not None,
         "max_parallel": max_parallel, "auto_resume": presets[0].auto_resume, "resumed_from": resumed_from,
         "submitted_commit": commit, "dirty": bool(snap and snap["dirty"]), "code": code_dir,
-        "source": str(REPO_ROOT), "jobs": [],
+        "source": str(REPO_ROOT), "jobs": [], "cell_timeout_s": float(cell_timeout_s or 0),
     }
     job_name = f"hlrp_{runs.slug(sub_name)}"[:60]
     sub = Submission(dir=None if dry_run else sub_dir, run_dirs=run_dirs, dry_run=dry_run)
@@ -331,13 +334,16 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
 
 def submit_array(rung_param_files: list[str], notebook: str, cluster: str, max_parallel: int = 0, *,
                  names: list[str] | None = None, params_files: list[str] = (), sets: list[str] = (),
-                 study: str = "", also: list[str] = (), dry_run: bool = False, hold: bool = False) -> Submission:
+                 study: str = "", also: list[str] = (), dry_run: bool = False, hold: bool = False,
+                 cell_timeout_s: float = 0) -> Submission:
     """A ladder as one job array: task ``i`` runs ``notebook`` with ``rung_param_files[i]`` (added after
     ``params_files``) into its own run directory ``<study>/<timestamp>_<names[i] or rung file stem>``; at most
     ``max_parallel`` tasks run at once (0 = no limit). For a ladder pass ``study="ladders/<ladder>"`` and the rung
-    ids as ``names`` so the run dirs land where the local backend puts them."""
+    ids as ``names`` so the run dirs land where the local backend puts them. ``cell_timeout_s`` (> 0): every task
+    fails a cell that runs longer, as ``hlrp run --cell-timeout`` (the ladder's per-rung ``timeout_s``)."""
     return submit(notebook, params_files, sets, cluster, also, dry_run=dry_run, hold=hold, study=study,
-                  array_params=list(rung_param_files), max_parallel=max_parallel, array_names=names)
+                  array_params=list(rung_param_files), max_parallel=max_parallel, array_names=names,
+                  cell_timeout_s=cell_timeout_s)
 
 
 def resume(run_dir: str | os.PathLike, cluster: str | None = None, *, time_limit: str | None = None,
@@ -354,7 +360,7 @@ def resume(run_dir: str | os.PathLike, cluster: str | None = None, *, time_limit
     study = str(run_dir.parent.relative_to(output_root())) if run_dir.parent.is_relative_to(output_root()) else ""
     return submit(job["notebook"], job.get("params", []), sets, cluster or job["preset"], dry_run=dry_run,
                   hold=hold, time_limit=time_limit, auto_resume=0, study=study, name=name,
-                  resumed_from=str(run_dir))
+                  resumed_from=str(run_dir), cell_timeout_s=float(job.get("cell_timeout_s") or 0))
 
 
 def load_submission(sub_dir: str | os.PathLike) -> dict:

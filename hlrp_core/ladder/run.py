@@ -296,7 +296,7 @@ def run_slurm(spec: ls.LadderSpec, rungs: list[ls.Rung], max_parallel: int = 0, 
         seen[r.rung_id] = seen.get(r.rung_id, 0) + 1
         names.append(r.rung_id if seen[r.rung_id] == 1 else f"{r.rung_id}-{seen[r.rung_id]}")
     sub = submit_array(files, spec.notebook, cluster, max_parallel, names=names, study=f"ladders/{spec.name}",
-                       dry_run=dry_run)
+                       dry_run=dry_run, cell_timeout_s=spec.timeout_s)
     if not wait or dry_run:
         return sub
     print(sub.describe(), flush=True)

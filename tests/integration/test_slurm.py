@@ -356,3 +356,24 @@ def test_time_limit_shows_timeout_then_resumes(slurm_env, time_limited):
     out = _hlrp("jobs").stdout
     assert "TIMEOUT" in out and str(new) in out
 
+
+
+def test_array_task_applies_the_cell_timeout(slurm_env, tmp_path):
+    """A ladder's per-rung ``timeout_s`` reaches the SLURM task: a probe that would sleep 120 s under a 5 s cell
+    timeout fails with a timeout reason in seconds (not at the preset's time limit), and job.json records it."""
+    from hlrp_core.cluster import submit_array
+
+    rung = tmp_path / "rung_0.yaml"
+    rung.write_text("seed: 1\nrung_overrides: ['experiment.description=timeout']\n")
+    os.environ["HLRP_PROBE_SLEEP_S"] = "120"
+    try:
+        sub = submit_array([str(rung)], PROBE, FAST, study="ladders/ci_timeout", cell_timeout_s=5)
+    finally:
+        del os.environ["HLRP_PROBE_SLEEP_S"]
+    row = _wait(lambda: _settled(sub.dir, 1), 100, "the timed-out task")[0]
+    run_dir = Path(sub.run_dirs[0])
+    status = (run_dir / "status").read_text()
+    assert status.split()[0] == "FAILED" and "timeout" in status.lower(), (row, status)
+    job = json.loads((run_dir / "job.json").read_text())
+    assert job["cell_timeout_s"] == 5 and job["command"][-2:] == ["--cell-timeout", "5"], job["command"]
+    assert job["ended_at"] - job["started_at"] < 90
