@@ -522,6 +522,13 @@ def paired_compare_all(run_dirs: Sequence[str | os.PathLike], *, n_boot: int = 1
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def thresholds_for(cfg: Any) -> M.VerdictThresholds:
+    """The verdict thresholds of this analysis run's config (``training.verdict.*``, overridable with ``--set``)."""
+    from ..training.verdict import thresholds_from_config
+
+    return thresholds_from_config(cfg.training.verdict)
+
+
 def n_boot_for(cfg: Any) -> int:
     """Bootstrap resamples for the analysis notebooks: 200 at smoke size, 1000 (the spec's B) otherwise."""
     return 200 if getattr(cfg, "smoke", False) else 1000

@@ -92,6 +92,45 @@ class RamGuardConfig:
 
 
 @dataclass
+class VerdictConfig:
+    """The "is this learning?" verdict written after every validation (spec LEARNING_METRICS section 8; the rule is
+    in ``hlrp_core/metrics/verdict.py``). Defaults are the spec's.
+
+    Args:
+        n_boot: Episode-bootstrap resamples per confidence interval.
+        min_episodes: Fewer held-out episodes -> ``inconclusive`` (insufficient data).
+        min_items_per_code: Items needed per code (N >= this x K) for the histogram metrics, else ``inconclusive``.
+        collapse_top1_floor: ``collapsed`` when the predicted top-1 share CI lies above max(this, GT top-1 share +
+            ``collapse_top1_margin``).
+        collapse_top1_margin: See ``collapse_top1_floor``.
+        collapse_unique_ratio: ``collapsed`` when the unique-code ratio (pred / GT) CI lies below this.
+        collapse_ppl_ratio: ``collapsed`` when the perplexity ratio (pred / GT) CI lies below this.
+        collapse_var_ratio: Vector head: ``collapsed`` when the variance ratio CI lies below this.
+        random_tolerance: Largest effect of the primary metric (lift, R^2, information gain) still called
+            ``random-like``: its upper CI bound must lie below this.
+        plateau_tolerance: Latest-minus-first drop of the primary metric still read as a plateau (not degrading).
+        require_ablation: Call a run ``learning`` only when an input ablation was run and showed a drop.
+        stage1_min_ppl: Stage 1: ``collapsed`` at or below this code perplexity.
+        stage1_min_excess: Stage 1: minimum NMI / probe-R^2 excess over the shuffled control when no paired
+            comparison with the untrained LAQ is available.
+    """
+
+    n_boot: int = 500
+    min_episodes: int = 30
+    min_items_per_code: float = 10.0
+    collapse_top1_floor: float = 0.5
+    collapse_top1_margin: float = 0.3
+    collapse_unique_ratio: float = 0.25
+    collapse_ppl_ratio: float = 0.25
+    collapse_var_ratio: float = 0.1
+    random_tolerance: float = 0.02
+    plateau_tolerance: float = 0.01
+    require_ablation: bool = False
+    stage1_min_ppl: float = 1.5
+    stage1_min_excess: float = 0.05
+
+
+@dataclass
 class TrainingConfig:
     """Training loop knobs (both stages).
 
@@ -119,6 +158,7 @@ class TrainingConfig:
         profiler: Lightning profiler.
         dataset_usage_logger: Batch-mix log lines.
         ram_guard: Clean stop on low MemAvailable.
+        verdict: Thresholds of the "is this learning?" verdict after each validation.
         num_threads: ``torch.set_num_threads`` for the run (0 = leave torch's default). The dev machines have 2
             shared cores: 2 is right there.
         save_artifact: Write ``<run>/artifacts/laq_artifact.pt`` (Stage 1) at the end of training.
@@ -149,6 +189,7 @@ class TrainingConfig:
     profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
     dataset_usage_logger: DatasetUsageLoggerConfig = field(default_factory=DatasetUsageLoggerConfig)
     ram_guard: RamGuardConfig = field(default_factory=RamGuardConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
     num_threads: int = 0
     save_artifact: bool = True
 
@@ -161,6 +202,12 @@ class TrainingConfig:
               f"training.validation.check_interval={self.validation.check_interval} must be >= 1")
         check(problems, self.checkpoint.every_n_train_steps >= 1,
               f"training.checkpoint.every_n_train_steps={self.checkpoint.every_n_train_steps} must be >= 1")
+        v = self.verdict
+        check(problems, v.n_boot >= 50, f"training.verdict.n_boot={v.n_boot} must be >= 50 (CIs need resamples)")
+        for key in ("min_episodes", "min_items_per_code", "collapse_top1_floor", "collapse_top1_margin",
+                    "collapse_unique_ratio", "collapse_ppl_ratio", "collapse_var_ratio", "random_tolerance",
+                    "plateau_tolerance", "stage1_min_ppl", "stage1_min_excess"):
+            check(problems, getattr(v, key) >= 0, f"training.verdict.{key}={getattr(v, key)} must be >= 0")
         check_choice(problems, "training.accelerator", self.accelerator, ["auto", "cpu", "gpu", "cuda"])
         check_choice(problems, "training.precision", self.precision,
                      ["auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"])

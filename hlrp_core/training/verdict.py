@@ -158,6 +158,15 @@ def evaluate_arrays(a: Mapping[str, np.ndarray], *, n_boot: int = 500, seed: int
     return stage2_metrics(a, n_boot=n_boot, seed=seed)
 
 
+def thresholds_from_config(v: Any) -> M.VerdictThresholds:
+    """``training.verdict`` (``VerdictConfig``) -> ``VerdictThresholds``; ``random_tolerance`` applies to every
+    primary metric (lift, R^2, information gain)."""
+    fields = {k: getattr(v, k) for k in M.VerdictThresholds.__dataclass_fields__ if hasattr(v, k)}
+    fields["random_tolerance"] = {n.LIFT: float(v.random_tolerance), n.R2: float(v.random_tolerance),
+                                  n.IG: float(v.random_tolerance)}
+    return M.VerdictThresholds(**fields)
+
+
 def verdict_for_file(path: str | Path, *, n_boot: int = 500, seed: int = 0,
                      extra: Optional[Mapping[str, Any]] = None,
                      thresholds: Optional[M.VerdictThresholds] = None) -> tuple[str, str, dict[str, Any]]:

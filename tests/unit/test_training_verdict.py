@@ -193,3 +193,26 @@ def test_label_ablation_knob_wraps_the_labeller(tmp_path):
     assert not isinstance(plain.labeller, ShuffledLabeller)
     with pytest.raises(ConfigError, match="model.laq.label_ablation"):
         load("policy_tiny", ["model.laq.label_ablation=shuffle"])
+
+
+def test_verdict_thresholds_come_from_the_config():
+    """``training.verdict.*`` reaches the rule: 10 episodes are "insufficient data" under the spec's 30, and
+    ``learning`` once a researcher lowers ``min_episodes``; bad values fail at load time, naming the knob."""
+    from hlrp_core import metrics as M
+    from hlrp_core.config import ConfigError, load
+    from hlrp_core.metrics import names as n
+    from hlrp_core.training.verdict import thresholds_from_config
+
+    rng = np.random.default_rng(0)
+    ep = np.repeat(np.arange(10), 20)
+    gt = rng.integers(0, 4, size=(len(ep), 1))
+    m = M.evaluate_codes(gt, pred_codes=gt.copy(), episode_ids=ep, n_codes=4, n_boot=200)
+    default = thresholds_from_config(load("policy_tiny").training.verdict)
+    assert default == M.VerdictThresholds()
+    assert M.verdict(m, thresholds=default)[0] == n.INCONCLUSIVE
+    low = load("policy_tiny", ["training.verdict.min_episodes=5", "training.verdict.random_tolerance=0.05"])
+    th = thresholds_from_config(low.training.verdict)
+    assert th.min_episodes == 5 and th.random_tolerance[n.LIFT] == 0.05
+    assert M.verdict(m, thresholds=th)[0] == n.LEARNING
+    with pytest.raises(ConfigError, match="training.verdict.min_episodes=-1"):
+        load("policy_tiny", ["training.verdict.min_episodes=-1"])
