@@ -12,6 +12,7 @@ Usage counters live in buffers, so they are saved in checkpoints and resume exac
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -75,8 +76,12 @@ def kmeans_refit(x: torch.Tensor, current: torch.Tensor, seed: int, restarts: in
     def inertia(c):
         return float((vq(xs, c)[1] ** 2).mean())  # vq: nearest-centre distances without an (N, K, D) array
 
-    candidates = [kmeans2(xs, cur.copy(), minit="matrix")[0]]
-    candidates += [kmeans2(xs, len(cur), minit="++", seed=seed * 1_000 + r)[0] for r in range(restarts)]
+    with warnings.catch_warnings():
+        # scipy warns when a centre ends with no point (it keeps the old one); the inertia comparison already
+        # judges such a candidate, so the warning only adds noise to every training log
+        warnings.filterwarnings("ignore", message="One of the clusters is empty")
+        candidates = [kmeans2(xs, cur.copy(), minit="matrix")[0]]
+        candidates += [kmeans2(xs, len(cur), minit="++", seed=seed * 1_000 + r)[0] for r in range(restarts)]
     scores = [inertia(c) for c in candidates]
     best = int(np.argmin(scores))
     return torch.as_tensor(candidates[best], device=x.device, dtype=x.dtype), scores[best], inertia(cur)
