@@ -155,8 +155,8 @@ def main(argv: list[str]) -> int:
     cmd = [sys.executable, "-m", "hlrp_core.cli", "run", sub["notebook"],
            *sum((["-f", p] for p in slot_rec["params"]), []), *sum((["--set", s] for s in sets), []),
            "--run-dir", run_dir]
-    if float(sub.get("cell_timeout_s") or 0) > 0:  # a ladder rung's timeout_s, as the local backend applies it
-        cmd += ["--cell-timeout", f"{float(sub['cell_timeout_s']):g}"]
+    if info["cell_timeout_s"] > 0:  # a ladder rung's timeout_s, as the local backend applies it
+        cmd += ["--cell-timeout", f"{info['cell_timeout_s']:g}"]
     info["command"] = cmd
     print(f"hlrp job {job_id} ({preset['name']}): {' '.join(cmd)}", flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
