@@ -7,10 +7,12 @@ run directory.
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
 
 from . import runs
+from .launch import execute
 
 
 @dataclass
@@ -37,8 +39,6 @@ DEMO_STEPS: list[DemoStep] = [
 
 
 def run_demo(only: list[str] | None = None) -> int:
-    from .launch import execute
-
     done: dict[str, str] = {}
     results = []
     t0 = time.time()
@@ -62,3 +62,9 @@ def run_demo(only: list[str] | None = None) -> int:
         if path:
             print(f"  {'':<20} {'':<8} executed notebook: {path}/notebook.ipynb, results: {path}/metrics.json")
     return 0 if all(s == runs.DONE for _, s, _ in results) else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("demo", help="run the main-job notebooks on the embedded data (what `make demo` does)")
+    d.add_argument("--only", action="append", help="run only the demo steps with these names")
+    d.set_defaults(func=lambda args: run_demo(only=args.only))

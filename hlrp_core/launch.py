@@ -180,12 +180,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(only=args.only)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="execute a notebook headless (papermill) into a new run directory")
     p.add_argument("notebook")
@@ -200,7 +194,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cell-timeout", type=float, default=0, metavar="SECONDS",
                    help="fail the run when one cell runs longer (papermill execution_timeout; 0 = no limit)")
     p.set_defaults(func=_cmd_run)
-
-    d = sub.add_parser("demo", help="run the main-job notebooks on the embedded data (what `make demo` does)")
-    d.add_argument("--only", action="append", help="run only the demo steps with these names")
-    d.set_defaults(func=_cmd_demo)

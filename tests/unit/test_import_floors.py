@@ -1,0 +1,89 @@
+"""The package's import floors (docs/ARCHITECTURE.md): a module imports only from lower floors, never sideways or up.
+
+Read with ``ast`` (nothing is imported), so a violation anywhere in ``hlrp_core`` fails here, including imports
+written inside functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "hlrp_core"
+
+#: Top-level unit of ``hlrp_core`` -> floor. Same floor = siblings that must not import each other.
+FLOORS = {
+    "paths": 0, "io": 0,
+    "config": 1,
+    "runs": 2,
+    "sysmem": 2,
+    "data": 3, "metrics": 3,
+    "models": 4,
+    "training": 5,
+    "train": 6, "analysis": 6,  # train = the srun entry point (python -m hlrp_core.train), above training/
+    "launch": 7,
+    "cluster": 8, "viz": 8, "demo": 8,
+    "ladder": 9,
+    "cli": 10,
+}
+#: Packages whose modules must stay free of these libraries at any import (pure numpy/scipy layers).
+FORBIDDEN_LIBS = {"metrics": {"torch", "tensorflow", "tensorflow_datasets", "lightning"},
+                  "config": {"torch", "tensorflow", "tensorflow_datasets", "lightning"}}
+
+
+def _unit(path: Path) -> str:
+    return path.relative_to(PKG).with_suffix("").parts[0]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file, relative imports resolved."""
+    rel = path.relative_to(PKG).with_suffix("").parts
+    package = ["hlrp_core", *rel[:-1]] if path.name != "__init__.py" else ["hlrp_core", *rel[:-1]]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod == "hlrp_core":  # from hlrp_core import runs
+                out += [(node.lineno, f"hlrp_core.{a.name}") for a in node.names]
+            else:
+                out.append((node.lineno, mod))
+    return out
+
+
+def _files() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py") if p.name != "__init__.py" or p.parent != PKG)
+
+
+def test_every_unit_has_a_floor():
+    units = {_unit(p) for p in _files()}
+    assert units - set(FLOORS) == set(), "give each new top-level module a floor here and in docs/ARCHITECTURE.md"
+
+
+def test_no_import_reaches_up_or_sideways():
+    bad = []
+    for path in _files():
+        src = _unit(path)
+        for line, mod in _imports(path):
+            if not mod.startswith("hlrp_core."):
+                continue
+            dst = mod.split(".")[1]
+            if dst != src and dst in FLOORS and FLOORS[dst] >= FLOORS.get(src, 99):
+                bad.append(f"{path.relative_to(PKG.parent)}:{line} ({src}, floor {FLOORS.get(src)}) imports "
+                           f"{mod} (floor {FLOORS[dst]})")
+    assert not bad, "imports against the floors:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("unit", sorted(FORBIDDEN_LIBS))
+def test_pure_layers_import_no_frameworks(unit):
+    bad = [f"{p.relative_to(PKG.parent)}:{line} imports {mod}"
+           for p in _files() if _unit(p) == unit
+           for line, mod in _imports(p) if mod.split(".")[0] in FORBIDDEN_LIBS[unit]]
+    assert not bad, "\n".join(bad)
