@@ -67,7 +67,9 @@ def _default(f: dataclasses.Field) -> object:
 
 def rows(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(section, knob, default, meaning) for every leaf field under ``cls``."""
-    docs = parse_args_section(cls.__doc__ or "")
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__):  # inherited fields (ModelConfig <- LAQFields) keep their base's entries
+        docs.update(parse_args_section(base.__doc__ or ""))
     out = []
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"

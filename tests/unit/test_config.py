@@ -90,9 +90,9 @@ def test_every_config_field_is_documented():
     """House rule: each schema class documents every field in its docstring (lerobot-style Args)."""
     undocumented = []
     for cls in _dataclasses(Config):
-        doc = inspect.getdoc(cls) or ""
         for f in dataclasses.fields(cls):
-            if f"{f.name}:" not in doc:
+            owner = next(c for c in cls.__mro__ if f.name in c.__dict__.get("__annotations__", {}))
+            if f"{f.name}:" not in (inspect.getdoc(owner) or ""):
                 undocumented.append(f"{cls.__name__}.{f.name}")
     assert not undocumented, f"document these fields in the class docstring: {undocumented}"
 

@@ -195,25 +195,6 @@ def test_ram_guard_stops_cleanly_with_reason():
     assert not trainer.should_stop
 
 
-def test_model_config_and_laq_config_defaults_agree():
-    """The LAQ architecture defaults live twice on purpose: in the config schema (``model.*``, floor 1, so overrides
-    type-check without torch) and in the model's own ``LAQConfig`` (usable without hlrp's config). They must not
-    drift apart: ``LAQConfig.from_config`` copies every shared field, so a silent default mismatch would only show
-    when someone builds ``LAQConfig()`` directly."""
-    import dataclasses as dc
-
-    from hlrp_core.config.model import ModelConfig
-    from hlrp_core.models.laq import LAQConfig
-
-    def defaults(cls):
-        return {f.name: (f.default if f.default is not dc.MISSING else f.default_factory()) for f in dc.fields(cls)}
-
-    schema, model = defaults(ModelConfig), defaults(LAQConfig)
-    shared = set(schema) & set(model)
-    assert {"dim", "codebook_size", "code_seq_len", "quantizer"} <= shared
-    assert {k: (schema[k], model[k]) for k in shared if schema[k] != model[k]} == {}
-
-
 # ------------------------------------------------------------------------------- shift-robust tokens (laq_tiny)
 def _scene(offset: int, size: int = 64) -> torch.Tensor:
     """A grey table with a dark 6 px square that moves 3 px right between the frames; ``offset`` shifts the whole

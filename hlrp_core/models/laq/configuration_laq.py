@@ -7,10 +7,11 @@ artifact loading compare exactly these.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ...config.errors import ConfigError
+from ...config.laq import LAQFields
 
 #: Fields that define the network (a mismatch makes a checkpoint/artifact incompatible).
 ARCH_KEYS = ("image_size", "patch_size", "patch_embed", "patch_embed_channels", "encoder_pos_embed", "dim", "heads", "dim_head", "spatial_depth", "temporal_depth",
@@ -26,50 +27,16 @@ GRID = 8  # the conv reducer needs the 8x8 token grid (MODELS 1.4)
 
 
 @dataclass
-class LAQConfig:
-    """Resolved LAQ architecture. Field meanings: ``hlrp_core/config/model.py`` (``ModelConfig``).
+class LAQConfig(LAQFields):
+    """Resolved LAQ architecture: the ``model.*`` LAQ fields (``LAQFields``, where each is documented) plus:
 
     Args:
         image_size: Input side in pixels (from ``data.preprocess.image_size``).
         num_frames: T, frames per clip (2: o_t, o_t+k).
-        others: see ``ModelConfig``.
     """
 
     image_size: int = 64
-    patch_size: int = 8
-    patch_embed: str = "linear"
-    patch_embed_channels: list[int] = field(default_factory=lambda: [16, 32])
-    encoder_pos_embed: bool = True
-    dim: int = 64
-    heads: int = 2
-    dim_head: int = 16
-    spatial_depth: int = 2
-    temporal_depth: int = 2
-    decoder_depth: int = 2
-    ff_mult: int = 2
-    attn_num_null_kv: int = 2
-    code_dim: int = 8
-    code_seq_len: int = 4
-    codebook_size: int = 8
-    quantizer: str = "nsvq"
-    reducer: str = "conv"
-    latent_norm: str = "none"
-    decoder_residual: bool = True
-    decoder_cond_add: bool = True
-    fsq_levels: list[int] = field(default_factory=list)
     num_frames: int = 2
-    # training-time knobs (no effect on shapes)
-    motion_weight: float = 0.0
-    codebook_init: str = "data"
-    replacement_schedule: list[list[int]] = field(default_factory=lambda: [[10, 100], [100, 1000], [500, 5000]])
-    replacement_threshold: float = 0.1
-    replacement_min_window_factor: float = 10.0
-    replacement_source: str = "codes"
-    codebook_refit_steps: list[int] = field(default_factory=list)
-    codebook_refit_window: int = 16
-    ema_decay: float = 0.8
-    commitment_weight: float = 0.25
-    dead_code_threshold: float = 2.0
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size or self.image_size // self.patch_size != GRID:
