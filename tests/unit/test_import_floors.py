@@ -15,18 +15,18 @@ PKG = Path(__file__).resolve().parents[2] / "hlrp_core"
 
 #: Top-level unit of ``hlrp_core`` -> floor. Same floor = siblings that must not import each other.
 FLOORS = {
-    "paths": 0, "io": 0,
-    "config": 1,
+    "paths": 0, "io": 0, "storage": 0, "sysmem": 0, "progress": 0,
+    "config": 1, "inputs": 1,
     "runs": 2,
-    "sysmem": 2,
-    "data": 3, "metrics": 3,
-    "models": 4,
-    "training": 5,
-    "train": 6, "analysis": 6,  # train = the srun entry point (python -m hlrp_core.train), above training/
-    "launch": 7,
-    "cluster": 8, "viz": 8, "demo": 8,
-    "ladder": 9,
-    "cli": 10,
+    "stopping": 3,
+    "data": 4, "metrics": 4,
+    "models": 5,
+    "training": 6,
+    "train": 7, "analysis": 7,  # train = the srun entry point (python -m hlrp_core.train), above training/
+    "launch": 8,
+    "cluster": 9, "viz": 9, "demo": 9,
+    "ladder": 10,
+    "cli": 11,
 }
 #: Packages whose modules must stay free of these libraries at any import (pure numpy/scipy layers).
 FORBIDDEN_LIBS = {"metrics": {"torch", "tensorflow", "tensorflow_datasets", "lightning"},
