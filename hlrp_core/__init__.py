@@ -1,6 +1,6 @@
 """hlrp_core: the package behind the hlrp notebooks.
 
-Floors (lower floors never import higher ones; see ../shared/spec/ARCHITECTURE.md in the team notes):
+Floors (lower floors never import higher ones; see docs/ARCHITECTURE.md):
 config/paths/io -> runs -> data, metrics -> models -> training -> analysis, ladder, cluster, viz -> cli.
 """
 

@@ -1,5 +1,5 @@
 """Where things live. Every path is built from REPO_ROOT, never from the current directory: papermill starts the
-kernel in its own cwd while JupyterLab and nbval start it in the notebook's folder (WORKBENCH.md section 8).
+kernel in its own cwd while JupyterLab and nbval start it in the notebook's folder.
 
 Environment overrides (used by tests and cluster jobs):
 - ``HLRP_OUTPUT_ROOT``: where run directories go (default ``<repo>/outputs``).

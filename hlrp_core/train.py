@@ -1,5 +1,5 @@
 """Training outside the notebook kernel: ``python -m hlrp_core.train --run-dir DIR [--experiment NAME] [--smoke]
-[--seed N] [KEY=VALUE ...]`` (WORKBENCH section 12).
+[--seed N] [KEY=VALUE ...]``.
 
 Launched by ``srun --ntasks-per-node=N [--nodes=M]`` (see ``hlrp_core.cluster.ddp.srun_train``) every task runs this
 module; Lightning DDP then uses ``SLURMEnvironment`` with ``strategy="ddp"``, ``devices`` = tasks per node and

@@ -1,4 +1,4 @@
-"""Hand training from a notebook to ``srun python -m hlrp_core.train`` (multi-GPU / multi-node DDP, WORKBENCH 12).
+"""Hand training from a notebook to ``srun python -m hlrp_core.train`` (multi-GPU / multi-node DDP).
 
 A notebook kernel is one process (DDP cannot be spawned from it), so::
 

@@ -5,7 +5,7 @@ not a pickled Python function, so submitit's main feature does not apply; a plai
 what a researcher can read and re-submit by hand, and it needs nothing on the compute node but bash and the project's
 interpreter (or container). The dual-queue claim and twin cancel are a few lines of bash that also work when the run
 itself happens inside a container without SLURM clients. And submitit polls ``sacct`` and hangs where accounting is
-missing (SLURM_CI.md), which is the case on our test cluster.
+missing (docs/cluster.md), which is the case on our test cluster.
 
 Layout of one submission (``<output root>/.submissions/<timestamp>_<name>/``; the run directory is NOT created here):
 

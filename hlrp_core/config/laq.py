@@ -55,7 +55,7 @@ class LAQFields:
             scene moved (a pushed block, the step size), so the 8 motion directions form tight clusters: laq_tiny at
             1000 steps NMI 0.80 vs 0.56, nearest-class-centroid NMI 0.88 vs 0.65 (same harness, same data).
         decoder_residual: Decoder predicts ``o_t + f(o_t, codes)`` (true) or pixels directly (false, LAPA). The
-            residual form trains in minutes on CPU; delta-PSNR still proves the codes are used (LEARNING_METRICS 5).
+            residual form trains in minutes on CPU; delta-PSNR still proves the codes are used (docs/METRICS.md §5).
         decoder_cond_add: Also add a projection of the (flattened) action tokens to every decoder patch token, beside
             the cross-attention (a direct path for the code; the decoder learns to use it in hundreds of steps on
             CPU instead of thousands). false = LAPA's cross-attention only.
@@ -65,7 +65,7 @@ class LAQFields:
         codebook_init: NSVQ codebook start: ``data`` (re-seed from the first training batch's latents, so the
             substituted noise starts at the latents' scale; trains much faster) or ``normal`` (N(0,1), LAPA parity).
         replacement_schedule: NSVQ dead-code replacement ``[[interval, until], ...]``: an event fires when
-            ``step < until and step % interval == 0`` (MODELS 1.6). Empty = off (a warning; never ship NSVQ so).
+            ``step < until and step % interval == 0`` (docs/MODELS.md 1.6). Empty = off (a warning; never ship NSVQ so).
         replacement_threshold: A code is dead when its window count < threshold x (window total / K).
         replacement_source: Where an NSVQ dead code restarts: ``codes`` (LAPA: a random used code + 0.02 N(0, 1))
             or ``latents`` (a random latent of the last training batch + 2% of their spread: lands on the data
@@ -79,7 +79,7 @@ class LAQFields:
         codebook_refit_window: Training batches of latents a refit clusters (it needs >= 10 x K latents; fewer:
             the refit is skipped and logged as deferred). The same buffer feeds ``replacement_source=latents``.
         replacement_min_window_factor: An event is deferred (logged, window kept) until the window holds
-            >= factor x K assignments, so large codebooks are not judged on too few samples (MODELS 1.6 rule 1).
+            >= factor x K assignments, so large codebooks are not judged on too few samples (docs/MODELS.md 1.6 rule 1).
         ema_decay: ``vq_ema`` EMA decay of cluster sizes and sums (lucidrains default 0.8; LAPO 0.999).
         commitment_weight: ``vq_ema`` commitment loss weight (0.25).
         dead_code_threshold: ``vq_ema``: codes whose EMA cluster size falls below this are re-seeded from current

@@ -1,4 +1,4 @@
-"""``model.policy.*``: the Stage-2 latent-action policy (MODELS.md section 2).
+"""``model.policy.*``: the Stage-2 latent-action policy (docs/MODELS.md section 2).
 
 A SmolVLM/Idefics3-family backbone (tiny random-init config by default, or a local directory), a pooled readout
 and one of four heads/modes. Everything here is checked before any model, tokenizer or data pipeline exists.
@@ -16,7 +16,7 @@ POLICY_MODES = ["latent_flow", "codes", "actions", "multitask"]
 
 @dataclass
 class TinyBackboneConfig:
-    """Sizes of the tiny random-init SmolVLM (MODELS.md section 3); used when ``model.policy.backbone=tiny``.
+    """Sizes of the tiny random-init SmolVLM (docs/MODELS.md section 3); used when ``model.policy.backbone=tiny``.
 
     Args:
         vision_hidden: Vision tower width.
@@ -68,7 +68,7 @@ class PolicyConfig:
             everything before it) or ``mean_last`` (the average of the two).
         dtype: Backbone dtype: ``float32`` or ``bfloat16`` (heads, time embeddings and losses always run in fp32).
         freeze_vision: Freeze the vision tower and connector (raises if the pattern matches no parameters).
-        flow_steps: Euler steps when sampling the flow head (MODELS.md 2.3; [pred] 8).
+        flow_steps: Euler steps when sampling the flow head (docs/MODELS.md 2.3; [pred] 8).
         flow_hidden_dim: Hidden width of the flow / code / action heads (0 = the backbone width H).
         min_period: Smallest period of the sinusoidal time embedding.
         max_period: Largest period of the sinusoidal time embedding.

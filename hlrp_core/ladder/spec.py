@@ -17,7 +17,7 @@
 marks the rung ``invalid-config`` with the reason and it is never launched. Rungs whose *effective* config
 (``hlrp_core.config.data.effective_knobs`` replaces the data knobs it clamps or derives, and no-op knobs are dropped)
 equals an earlier rung's are flagged ``duplicate`` (``no-op`` when the earlier rung is the baseline).
-Rung files hold ``rung_id`` + ``rung_overrides`` only (WORKBENCH.md section 5); the expand verdict is in their
+Rung files hold ``rung_id`` + ``rung_overrides`` only; the expand verdict is in their
 comment header, so a reviewer sees it in the diff.
 """
 
@@ -288,7 +288,7 @@ def render_rung_file(spec: LadderSpec, rung: Rung) -> str:
     ]
     body = yaml.safe_dump({"rung_id": rung.rung_id, "rung_overrides": list(rung.overrides)}, sort_keys=False,
                           default_style=None, width=1000)
-    # quote every override string (WORKBENCH section 5)
+    # quote every override string
     lines = []
     for line in body.splitlines():
         if line.startswith("- "):

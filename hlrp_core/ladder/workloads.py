@@ -4,7 +4,7 @@
 
 - ``adapter`` (default whenever ``hlrp_core.data.loader.PairLoader`` exists): the data adapter's train stream
   (``PairLoader(cfg, split="train", with_val=False)``: the constructor is inside the first-batch time; its RAM
-  guard raises ``RamGuardError`` -> status ``ram-guard``); every ``data.*`` knob acts as DATA_ADAPTER.md
+  guard raises ``RamGuardError`` -> status ``ram-guard``); every ``data.*`` knob acts as docs/DATA.md
   describes. Needs the data (``data.root``, or the embedded data: ``hlrp data make-demo``).
 - ``standin``: real JPEG work without TFDS: ``STANDIN_FRAMES`` procedural frames encoded once (JPEG q90, 160x120),
   then every batch decodes ``batch_size`` pairs (2 frames each) and resizes them to ``data.preprocess.image_size``

@@ -1,4 +1,4 @@
-"""Blind baselines: what a model that ignores its inputs scores (spec LEARNING_METRICS §2-§3).
+"""Blind baselines: what a model that ignores its inputs scores (docs/METRICS.md §2-§3).
 
 | baseline | token accuracy | top-k | cross-entropy |
 |---|---|---|---|

@@ -1,4 +1,4 @@
-"""Token accuracy, top-k and nearest-codebook decoding (spec LEARNING_METRICS §2).
+"""Token accuracy, top-k and nearest-codebook decoding (docs/METRICS.md §2).
 
 Shapes: codes (N,) or (N, S) int; logits (N, S, K) (or (N, K)); latent vectors (N, S, D) (or (N, D)); codebook
 (K, D) in the codebook's own space (un-standardise predictions first). Accuracies are plain means; their Wilson

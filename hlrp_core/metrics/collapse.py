@@ -1,4 +1,4 @@
-"""Collapse indicators (spec LEARNING_METRICS §3-§4). Entropies in nats.
+"""Collapse indicators (docs/METRICS.md §3-§4). Entropies in nats.
 
 | indicator | healthy | collapse signature |
 |---|---|---|

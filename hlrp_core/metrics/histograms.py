@@ -1,4 +1,4 @@
-"""Code histograms: GT vs predicted distribution distance (spec LEARNING_METRICS §1). Natural log (nats) throughout.
+"""Code histograms: GT vs predicted distribution distance (docs/METRICS.md §1). Natural log (nats) throughout.
 
 - KL with a pseudo-count alpha per bin: p~_k = (n_k + alpha) / (N + alpha K); KL(p~ || q~) punishes mode dropping.
 - Jensen-Shannon: symmetric, no pseudo-count, in [0, ln 2]. ``scipy.spatial.distance.jensenshannon`` returns its

@@ -6,7 +6,7 @@ Per-position variants use :func:`pos` (``acc_pos0``); sequence-level (joint code
 (``unique_ratio_seq``). Input-ablation deltas use :func:`ablation` (``ablation_shuffled_images_delta``). A caller
 that logs several heads/stages may prefix every key (``val/acc``); ``verdict(..., prefix="val/")`` strips it.
 
-See ``/work/shared/spec/LEARNING_METRICS.md`` for the formulas.
+See ``docs/METRICS.md`` for the formulas.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 1 (LAQ): does the latent encode the action? (spec LEARNING_METRICS §5)
+"""Stage 1 (LAQ): does the latent encode the action? (docs/METRICS.md §5)
 
 Called by the LAQ training code at every validation; pure numpy, cheap (ms for N ~ 1e4).
 

@@ -1,4 +1,4 @@
-"""Vector metrics for a flow or regression head (spec LEARNING_METRICS §3).
+"""Vector metrics for a flow or regression head (docs/METRICS.md §3).
 
 Items on axis 0; all other axes (positions, dims) are flattened. R^2 uses the *train* mean as the reference
 predictor when given (R^2 = 0: no better than the mean; about -1: a random codebook entry). Report both the

@@ -3,7 +3,7 @@
 Input: the flat metric dict of ``evaluate_codes`` / ``evaluate_vectors`` (or a ``metrics.json`` row holding the same
 names), optionally extended with input-ablation deltas (``ablation_<name>_delta[_lo|_hi]``) and a paired
 latest-vs-first comparison (``trend_diff[_lo|_hi]``). "CI > x" means the lower 95% bound is > x, "CI < x" the
-upper bound is < x. Thresholds are fields of :class:`VerdictThresholds` (spec LEARNING_METRICS §8).
+upper bound is < x. Thresholds are fields of :class:`VerdictThresholds` (docs/METRICS.md §8).
 
 Rule (stage 2 / any token or vector head), first match wins. Primary metric P: token head ``lift`` (accuracy
 minus the majority-code accuracy, i.e. the strongest blind baseline); vector head ``r2`` (vs the mean predictor).

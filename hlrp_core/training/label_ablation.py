@@ -1,4 +1,4 @@
-"""Label ablations for Stage 2 (issue 6 acceptance): the same training with labels that carry no input information.
+"""Label ablations for Stage 2: the same training with labels that carry no input information.
 
 ``ShuffledLabeller(inner)`` wraps any :class:`~hlrp_core.training.policy_labels.LatentLabeller`: every call labels
 the batch with ``inner`` and then permutes the (codes, vectors) rows across the batch with a fixed-seed generator

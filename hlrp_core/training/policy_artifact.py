@@ -16,7 +16,7 @@ import torch
 from ..io import atomic_save
 
 STAGE2_SCHEMA = "hlrp.stage2.v2"
-#: Bumped whenever the policy's loss definition changes (MODELS.md pitfalls: compare curves within one version).
+#: Bumped whenever the policy's loss definition changes (docs/MODELS.md, Pitfalls: compare curves within one version).
 LOSS_DEFINITION = "flow_velocity_mse_std.v1"
 HPARAMS_SCHEMA = 1
 

@@ -1,4 +1,4 @@
-"""Online frozen-LAQ labels for Stage 2 (MODELS.md 2.6).
+"""Online frozen-LAQ labels for Stage 2 (docs/MODELS.md 2.6).
 
 A *labeller* turns a batch's ``frames`` (uint8 ``[B,3,T,H,W]``) into code ids ``[B,S]`` int64 and raw codebook
 vectors ``[B,S,D]`` float, under ``no_grad`` with the LAQ in eval mode. The policy never holds the LAQ as a

@@ -55,7 +55,7 @@ def code_accuracy_stats(gt: np.ndarray, pred: np.ndarray, codebook_size: int, pr
 
 def vector_stats(pred: np.ndarray, gt: np.ndarray, prefix: str) -> dict:
     """The seed's vector stats family: pred/gt mean, std, L2 mean, MSE, MAE, cosine mean, unique counts and
-    fractions (rows rounded to a 1e-3 grid, as the seed did; see LEARNING_METRICS 3 for why that is weak)."""
+    fractions (rows rounded to a 1e-3 grid, as the seed did; see docs/METRICS.md §3 for why that is weak)."""
     pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
     gt = np.asarray(gt, dtype=np.float64).reshape(len(gt), -1)
     n = len(pred)

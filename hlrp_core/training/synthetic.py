@@ -1,4 +1,4 @@
-"""A tiny in-memory data module in the batch contract of DATA_ADAPTER.md section 2 (no TF, no files).
+"""A tiny in-memory data module in the batch contract of docs/DATA.md, batch contract (no TF, no files).
 
 A coloured "gripper" square moves by one of 8 directions (the action) over a per-episode background with static
 distractor blobs. Every sample is a pure function of ``(seed, index)``, so resume just continues from an index

@@ -1,6 +1,6 @@
 """hlrp_core.viz: JupyterLab widgets and plain figure helpers.
 
-One line in a notebook each (WORKBENCH.md section 11)::
+One line in a notebook each::
 
     from hlrp_core.viz import DatasetExplorer, RunDashboard, CodeInspector
     DatasetExplorer()                       # embedded data: pairs o_t / o_t+k, action, state, schema; mix shares

@@ -23,7 +23,7 @@ CONFIG_KEYS = {k: f"model.{k}" for k in ARCH_KEYS}
 CONFIG_KEYS["image_size"] = "data.preprocess.image_size"
 CONFIG_KEYS.pop("num_frames")
 
-GRID = 8  # the conv reducer needs the 8x8 token grid (MODELS 1.4)
+GRID = 8  # the conv reducer needs the 8x8 token grid (docs/MODELS.md 1.4)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""LAQ: a LAPA-shaped latent action quantizer (MODELS.md section 1).
+"""LAQ: a LAPA-shaped latent action quantizer (docs/MODELS.md section 1).
 
 ::
 
@@ -177,7 +177,7 @@ def build_patch_embed(config: LAQConfig) -> nn.Module:
 
 
 def build_reducer(code_dim: int, code_seq_len: int, kind: str = "conv") -> nn.Sequential:
-    """D x 8 x 8 delta -> S code vectors (MODELS 1.4): 4 -> 2x2, 2 -> 2x1, 1 -> 1x1.
+    """D x 8 x 8 delta -> S code vectors (docs/MODELS.md 1.4): 4 -> 2x2, 2 -> 2x1, 1 -> 1x1.
 
     ``conv`` (LAPA): conv3 s2 p1, ReLU, then a position-specific last conv (3 / (3,4) / 4 kernel).
     ``maxpool``: conv3 p1 (D -> 4D), ReLU, conv1 (4D -> D), adaptive max-pool to the same 2x2 / 2x1 / 1x1 layout:

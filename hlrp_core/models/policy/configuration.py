@@ -1,4 +1,4 @@
-"""Backbone configurations for the Stage-2 policy: the tiny random-init SmolVLM (MODELS.md section 3), a
+"""Backbone configurations for the Stage-2 policy: the tiny random-init SmolVLM (docs/MODELS.md section 3), a
 random-init SmolVLM2-500M-sized config (GPU throughput checks), and the rule that turns a vision config into the
 number of image placeholder tokens. No function here reaches a model hub."""
 

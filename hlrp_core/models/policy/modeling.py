@@ -1,6 +1,6 @@
 """The Stage-2 latent-action policy: a SmolVLM/Idefics3 backbone with a pooled readout and config-selected heads.
 
-Modes (MODELS.md 2.4-2.5): ``latent_flow`` (flow matching over the frozen LAQ's raw codebook vectors, pi0 /
+Modes (docs/MODELS.md 2.4-2.5): ``latent_flow`` (flow matching over the frozen LAQ's raw codebook vectors, pi0 /
 SmolVLA convention: t=1 is noise, t=0 is data), ``codes`` (per-position classifier over the K codes),
 ``actions`` (action regression) and ``multitask`` (latent flow + actions). Every head is built eagerly in
 ``__init__`` from the config and the LAQ's (K, S, D), so a checkpoint's keys never depend on what ran first.
