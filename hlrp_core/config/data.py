@@ -183,15 +183,19 @@ class IteratorConfig:
 @dataclass
 class SamplingConfig:
     """Args:
-        samples_per_episode: 0: pair-uniform sampling, P(episode) proportional to its eligible pairs (the old
-            "every valid pair" intent). N >= 1: episode-uniform, N consecutive keys share one episode read, each
-            with its own uniform t and k (never "the first N pairs"; DATA_ADAPTER section 3.3).
+        samples_per_episode: 0 or 1: every key draws its own episode. N >= 2: N consecutive keys share one
+            episode read, each with its own uniform t and k (never "the first N pairs"; DATA_ADAPTER section 3.3).
         seed: Sampling seed. Every sample key (dataset, episode, t, k) is a pure function of (seed, epoch, index);
-            per dataset (seed + crc32(name)) & 0x7FFFFFFF unless the entry sets ``seed``.
+            the loader's seed is (seed + 1000003 x the run seed) & 0x7FFFFFFF (``loader_seed``), per dataset
+            (that + crc32(name)) & 0x7FFFFFFF unless the entry sets ``seed`` (``data.effective.seed.<name>``).
+        unit: ``episode`` (default): the episode is uniform over the split slice, known from dataset_info.json
+            alone (then t uniform in [0, T-k)); ``step``: P(episode) proportional to its pairs T - k, which needs
+            every length (recorded by ``hlrp data verify``); docs/data_at_scale.md.
     """
 
     samples_per_episode: int = 0
     seed: int = 42
+    unit: str = "episode"
 
 
 @dataclass
@@ -352,6 +356,11 @@ class AdapterConfig:
             Empty = ``<data_root>/.index_cache``.
         ram_guard_min_available_mb: Stop cleanly (``RamGuardError`` with the reason) when MemAvailable falls below
             this; 0 = off (``training.ram_guard.min_available_mb`` applies when larger).
+        verify_crc: Check each record's TFRecord CRC (crc32c in C) when it is read; false skips the check (its cost
+            is in ``hlrp data bench``).
+        bad_records: A record that fails its CRC or does not parse: ``fail`` (error naming shard and offset) or
+            ``skip`` (redrawn deterministically, counted per dataset in the loader's stats).
+        versions: ``{dataset name: version directory}`` to pick one when several versions sit side by side.
         tf: The seed's ``data.adapter.tf.*`` knobs.
     """
 
@@ -361,6 +370,9 @@ class AdapterConfig:
     allow_split_overlap: bool = False
     index_cache_dir: str = ""
     ram_guard_min_available_mb: int = 0
+    verify_crc: bool = True
+    bad_records: str = "fail"
+    versions: dict[str, str] = field(default_factory=dict)
     tf: TfAdapterConfig = field(default_factory=TfAdapterConfig)
 
 
@@ -623,6 +635,13 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
     check(problems, t.sampling.samples_per_episode >= 0,
           f"data.adapter.tf.sampling.samples_per_episode={t.sampling.samples_per_episode} must be >= 0")
     check(problems, t.sampling.seed >= 0, f"data.adapter.tf.sampling.seed={t.sampling.seed} must be >= 0")
+    check_choice(problems, "data.adapter.tf.sampling.unit", t.sampling.unit, ["episode", "step"])
+    check_choice(problems, "data.adapter.bad_records", d.adapter.bad_records, ["fail", "skip"])
+    if t.sampling.unit == "step":
+        check(problems, t.sampling.samples_per_episode <= 1,
+              f"data.adapter.tf.sampling.unit=step draws each key's episode by its pair count, so "
+              f"samples_per_episode={t.sampling.samples_per_episode} cannot share episodes; use unit=episode or "
+              "samples_per_episode=0")
     check(problems, t.debug.synthetic_num_samples >= 1,
           f"data.adapter.tf.debug.synthetic_num_samples={t.debug.synthetic_num_samples} must be >= 1")
     entries = d.dataset.oxe.datasets
@@ -734,10 +753,19 @@ def inert_warnings(d: DataConfig) -> list[str]:
     return out
 
 
-def _per_dataset_seed(global_seed: int, entry: DatasetEntry) -> int:
+def loader_seed(cfg: Any) -> int:
+    """The loader's sampling seed: ``data.adapter.tf.sampling.seed`` combined with the run seed ``cfg.seed``
+    (a ``DataConfig`` alone has no run seed: 0)."""
+    d = cfg.data if hasattr(cfg, "data") else cfg
+    gseed = int(getattr(cfg, "seed", 0) or 0) if hasattr(cfg, "data") else 0
+    return (int(d.adapter.tf.sampling.seed) + 1000003 * gseed) & 0x7FFFFFFF
+
+
+def per_dataset_seed(seed: int, entry: DatasetEntry) -> int:
+    """One dataset's seed from the loader's seed (``loader_seed``) unless the entry sets its own."""
     if entry.seed is not None:
         return int(entry.seed)
-    return (int(global_seed) + zlib.crc32(entry.name.encode())) & 0x7FFFFFFF
+    return (int(seed) + zlib.crc32(entry.name.encode())) & 0x7FFFFFFF
 
 
 def effective_knobs(cfg: Any) -> dict[str, Any]:
@@ -784,6 +812,10 @@ def effective_knobs(cfg: Any) -> dict[str, Any]:
         "tf.mixing.stall_timeout_s": t.mixing.python_prefetch_wait_timeout_s,
         "tf.sampling.seed": t.sampling.seed,
         "tf.sampling.samples_per_episode": t.sampling.samples_per_episode,
+        "tf.sampling.unit": t.sampling.unit,
+        "loader_seed": loader_seed(cfg),
+        "verify_crc": a.verify_crc,
+        "bad_records": a.bad_records,
         "tf.iterator.persistent": True,
         "no_op_knobs_set": [w.split("=")[0] for w in inert_warnings(d) if "has no effect" in w],
     }
@@ -792,7 +824,7 @@ def effective_knobs(cfg: Any) -> dict[str, Any]:
         eff[f"thread_share.{name}"] = round(w * threads, 4)
     for e in d.dataset.oxe.datasets:
         if e.name in weights:
-            eff[f"seed.{e.name}"] = _per_dataset_seed(t.sampling.seed, e)
+            eff[f"seed.{e.name}"] = per_dataset_seed(loader_seed(cfg), e)
     return eff
 
 

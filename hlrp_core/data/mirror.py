@@ -266,6 +266,35 @@ def write_mirror(root, datasets="all29", episodes: int = 8, seed: int = 0, overw
     return out
 
 
+def write_scale_dataset(root, name: str = "rt1", episodes: int = 100000, frame_size: int = 16, seed: int = 0, *,
+                        num_shards: int = 0, pool: int = 64, overwrite: bool = False) -> dict:
+    """A large cheap stand-in of one dataset for scale benchmarks (docs/data_at_scale.md): the registry's layout
+    with the main camera at ``frame_size`` x ``frame_size``, ``episodes`` train episodes in ``num_shards`` shards
+    (0 = one per 100 episodes, about the real mirror's ~113), each a serialized copy of one of ``pool`` rendered
+    episodes (so writing costs disk bandwidth, not rendering)."""
+    import dataclasses
+
+    t0 = time.perf_counter()
+    spec = dataclasses.replace(reg.get(name), image_hw=(int(frame_size), int(frame_size)), extra_cameras=())
+    features = spec_features(spec)
+    lengths = episode_lengths(spec, seed, 0, pool)
+    records = [features.serialize_example(spec_episode(spec, seed, 0, i, T, max_side=None).example)
+               for i, T in enumerate(lengths)]
+    shards = int(num_shards) or max(1, int(episodes) // 100)
+
+    def gen():
+        for i in range(int(episodes)):
+            yield records[i % pool]
+
+    path = rw.write_dataset(root, spec.tfds_dir, spec.version, features, {"train": gen},
+                            num_episodes={"train": int(episodes)}, num_shards=shards, overwrite=overwrite,
+                            description=f"hlrp scale stand-in for {spec.name} ({frame_size}px frames)")
+    return {"name": name, "path": str(path), "episodes": int(episodes), "shards": shards,
+            "seconds": round(time.perf_counter() - t0, 2), "bytes": rw.dir_size_bytes(path),
+            "record_bytes_mean": float(np.mean([len(r) for r in records])),
+            "steps_mean": float(np.mean(lengths))}
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
