@@ -356,6 +356,8 @@ class AdapterConfig:
             Empty = ``<data_root>/.index_cache``.
         ram_guard_min_available_mb: Stop cleanly (``RamGuardError`` with the reason) when MemAvailable falls below
             this; 0 = off (``training.ram_guard.min_available_mb`` applies when larger).
+        io_threads: Concurrent record reads and shard scans while a batch is assembled (I/O-bound; they release
+            the GIL): a cold batch on a network or virtual disk pays about one read latency per this many reads.
         verify_crc: Check each record's TFRecord CRC (crc32c in C) when it is read; false skips the check (its cost
             is in ``hlrp data bench``).
         bad_records: A record that fails its CRC or does not parse: ``fail`` (error naming shard and offset) or
@@ -370,6 +372,7 @@ class AdapterConfig:
     allow_split_overlap: bool = False
     index_cache_dir: str = ""
     ram_guard_min_available_mb: int = 0
+    io_threads: int = 16
     verify_crc: bool = True
     bad_records: str = "fail"
     versions: dict[str, str] = field(default_factory=dict)
@@ -637,6 +640,7 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
     check(problems, t.sampling.seed >= 0, f"data.adapter.tf.sampling.seed={t.sampling.seed} must be >= 0")
     check_choice(problems, "data.adapter.tf.sampling.unit", t.sampling.unit, ["episode", "step"])
     check_choice(problems, "data.adapter.bad_records", d.adapter.bad_records, ["fail", "skip"])
+    check(problems, d.adapter.io_threads >= 1, f"data.adapter.io_threads={d.adapter.io_threads} must be >= 1")
     if t.sampling.unit == "step":
         check(problems, t.sampling.samples_per_episode <= 1,
               f"data.adapter.tf.sampling.unit=step draws each key's episode by its pair count, so "

@@ -61,12 +61,6 @@ def _feature(ex, key: str, spec: DatasetSpec, where: str, role: str, required: b
     return getattr(f, kind).value if kind else []
 
 
-def _decode_codepoints(row: np.ndarray) -> str:
-    nul = np.flatnonzero(row == 0)
-    row = row[: nul[0]] if len(nul) else row
-    return "".join(chr(int(c)) for c in row if 0 < c < 0x110000)
-
-
 def _decode_utf8_ints(row: np.ndarray) -> str:
     """An int array holding UTF-8 bytes one per element (language_table), NUL padded."""
     nul = np.flatnonzero(row == 0)
@@ -98,10 +92,9 @@ def parse_episode(raw: bytes, spec: DatasetSpec, where: str, frames: bool = True
                         required=spec.has_instruction)
     if raw_lang is None:
         lang = [""] * T
-    elif spec.instruction_encoding in ("codepoints", "utf8_ints"):
+    elif spec.instruction_encoding == "codepoints":
         arr = np.asarray(raw_lang, np.int64).reshape(T, -1)
-        dec = _decode_utf8_ints if spec.instruction_encoding == "utf8_ints" else _decode_codepoints
-        lang = [dec(r) for r in arr]
+        lang = [_decode_utf8_ints(r) for r in arr]
     else:
         lang = [x.decode("utf-8", "replace").rstrip("\x00") if isinstance(x, bytes) else str(x) for x in raw_lang]
     robot = ""

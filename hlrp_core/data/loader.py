@@ -131,6 +131,8 @@ class PairLoader:
         self._fds: dict[str, int] = {}
         self._fd_lock = threading.Lock()
         self._pipe: Optional[Pipeline] = None
+        self._io = None  # ThreadPoolExecutor of data.adapter.io_threads (made on first use)
+        self.io_threads = int(d.adapter.io_threads)
         self._first_batch = None
         self._t_construct = time.perf_counter()
         self.first_batch_s: Optional[float] = None
@@ -165,8 +167,32 @@ class PairLoader:
         self._log_startup()
 
     # ------------------------------------------------------------------ startup
+    def _io_pool(self):
+        if self._io is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._io = ThreadPoolExecutor(max(1, self.io_threads), thread_name_prefix="hlrp-data-io")
+        return self._io
+
+    def _prefetch(self, wanted: list[tuple[OpenDataset, str, int]]) -> None:
+        """Read the given episodes concurrently (shard scans and record reads are I/O-bound and release the GIL),
+        so a cold batch pays about one latency per ``io_threads`` reads; errors surface in the serial pass."""
+        keys = dict.fromkeys((ds.id, sp, p) for ds, sp, p in wanted)
+        todo = [(self.datasets[di], sp, p) for di, sp, p in keys if not self.cache.contains((di, sp, p))]
+        if self.io_threads <= 1 or len(todo) <= 1:
+            return
+        t0 = time.perf_counter()
+
+        def one(item):
+            with contextlib.suppress(Exception):
+                self.episode(*item)
+
+        list(self._io_pool().map(one, todo))
+        self.timers.add("prefetch_wall", time.perf_counter() - t0)
+
     def _first_elements(self) -> None:
         """Time to first element: read + parse + decode one frame of each dataset's first train episode."""
+        self._prefetch([(ds, "train", ds.train_lo) for ds in self.datasets])
         for ds in self.datasets:
             t0 = time.perf_counter()
             p0 = ds.train_lo
@@ -326,6 +352,8 @@ class PairLoader:
         idx = np.arange(i0, i0 + self.batch_size, dtype=np.int64)
         d = self.sampler.dataset_of(idx)
         self.timers.add("sample", time.perf_counter() - t0)
+        self._prefetch([(self.datasets[di], "train", self.sampler.episode(di, ii)) for di, ii in
+                        zip(d.tolist(), idx.tolist())])
         samples = []
         for di, ii in zip(d.tolist(), idx.tolist()):
             if stop.is_set():
@@ -457,6 +485,9 @@ class PairLoader:
         if self._pipe is not None:
             self._pipe.close(timeout)
             self._pipe = None
+        if self._io is not None:
+            self._io.shutdown(wait=True, cancel_futures=True)
+            self._io = None
         with self._fd_lock:
             for fd in self._fds.values():
                 with contextlib.suppress(OSError):

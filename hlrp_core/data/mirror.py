@@ -5,7 +5,8 @@ structure the registry describes (camera key and raw size, extra cameras, state/
 dtypes, dict/flat/string action, code-point instructions, ``episode_metadata/robot`` for robonet), filled with
 procedural tabletop episodes (``hlrp_core.data.synth.tabletop``) rendered at low resolution and upscaled.
 
-Known answer per stand-in step: the first two kept action dimensions are the gripper's normalised displacement
+Datasets the registry marks ``image_bgr`` store the main camera BGR, as the real ones do. Known answer per
+stand-in step: the first two kept action dimensions are the gripper's normalised displacement
 (dx, dy) from frame t to t+1 (``delta`` datasets) or its normalised position at t+1 (``absolute`` datasets, so
 a[t+k] - a[t] is the displacement); the first two state dimensions are the gripper position at t;
 ``episode_metadata/primitive_id`` is the motion class 0..7. tidybot's string action is the direction name.
@@ -120,7 +121,8 @@ def spec_episode(spec: reg.DatasetSpec, seed: int, split_id: int, index: int, nu
     steps = []
     for t in range(T):
         obs: dict = {}
-        _put(obs, spec.image_key, rw.jpeg_bytes(frames[t], quality), literal)
+        main = frames[t][..., ::-1] if spec.image_bgr else frames[t]  # stored BGR like the real dataset
+        _put(obs, spec.image_key, rw.jpeg_bytes(main, quality), literal)
         for key, cf in cams.items():
             _put(obs, key, rw.jpeg_bytes(cf[t], quality), literal)
         pos = ep.positions[t]

@@ -64,6 +64,10 @@ class EpisodeCache:
                 self.misses += 1
             return v
 
+    def contains(self, key) -> bool:
+        with self._lock:
+            return key in self._d
+
     def put(self, key, ep) -> None:
         size = ep.nbytes
         if size > self.max_bytes:

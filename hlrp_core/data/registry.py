@@ -57,7 +57,7 @@ class DatasetSpec:
         image_hw: Raw (H, W) of that camera.
         instruction_key: Key of the instruction.
         instruction_location: ``obs`` = ``steps/observation/<key>``, ``step`` = ``steps/<key>``.
-        instruction_encoding: ``string`` (tf.string), ``codepoints`` (int32[512] Unicode code points, NUL padded:
+        instruction_encoding: ``string`` (tf.string), ``codepoints`` (int32[512] holding UTF-8 bytes, NUL padded:
             language_table) or ``multimodal`` (vima template whose placeholders point into assets; text incomplete).
         state_key: Observation key of the state (nested path allowed), None = no state (zeros, state_dim 0).
         state_dims: Leading state dimensions kept (0 when state_key is None).

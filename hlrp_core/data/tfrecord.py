@@ -8,7 +8,7 @@ payload), so indexing a shard costs 12 bytes per episode instead of the episode'
 seek + read on a ``GFile``: never the whole shard). The CRC is crc32c in C (``google-crc32c``), the same check
 TensorFlow's reader does (it reports ``DATA_LOSS``); a flipped byte is therefore never trained on silently.
 
-Every byte this module reads is counted in :data:`BYTES_READ` (the benchmark's "bytes read before the first batch").
+Every byte this module reads is counted in :data:`BYTES_READ` (``headers`` counts scan reads) (the benchmark's "bytes read before the first batch").
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def file_size(path: str) -> int:
     return os.path.getsize(path)
 
 
+#: Header scans read this many bytes at a time while records are tiny (below ``SCAN_CHUNK // 64`` = 4 KiB: label-only
+#: datasets), so such a shard costs a few reads, not one per record; other records are skipped by seeking (12 bytes).
+SCAN_CHUNK = 256 * 1024
+
+
 def scan_offsets(path: str, check_header_crc: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(payload offsets int64 [n], payload lengths int64 [n]) of every record of one shard, from its headers only.
 
@@ -84,20 +89,24 @@ def scan_offsets(path: str, check_header_crc: bool = True) -> tuple[np.ndarray, 
     offs, lens = [], []
     f = _gfile(path) if path.startswith("gs://") else open(path, "rb", buffering=0)
     value = _crc32c()
+    buf, buf_at = b"", 0
     with f:
-        off = 0
+        off, last = 0, SCAN_CHUNK
         while off < size:
-            f.seek(off)
-            head = f.read(12)
-            BYTES_READ.add(len(head), headers=1)
+            if not (buf_at <= off and off + 12 <= buf_at + len(buf)):
+                want = SCAN_CHUNK if last < SCAN_CHUNK // 64 else 12
+                f.seek(off)
+                buf, buf_at = f.read(min(want, size - off)), off
+                BYTES_READ.add(len(buf), headers=1)
+            head = buf[off - buf_at: off - buf_at + 12]
             if len(head) < 12:
                 raise CorruptShardError(f"{path}: truncated TFRecord header at byte {off} (file size {size}); the "
                                         "shard is corrupt or partially copied: re-sync it")
             (n,) = struct.unpack("<Q", head[:8])
             if check_header_crc:
                 c = value(head[:8])
-                want = ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
-                if struct.unpack("<I", head[8:12])[0] != want:
+                want_crc = ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
+                if struct.unpack("<I", head[8:12])[0] != want_crc:
                     raise CorruptShardError(f"{path}: TFRecord header at byte {off} fails its CRC (the length field "
                                             "is damaged); the shard is corrupt: re-sync it (hlrp data verify lists "
                                             "every broken shard)")
@@ -107,6 +116,7 @@ def scan_offsets(path: str, check_header_crc: bool = True) -> tuple[np.ndarray, 
             offs.append(off + 12)
             lens.append(n)
             off += 12 + n + 4
+            last = n
     return np.asarray(offs, np.int64), np.asarray(lens, np.int64)
 
 
