@@ -1,4 +1,5 @@
-"""``hlrp data ...``: make-demo (embedded default datasets) and mirror (29-dataset stand-ins).
+"""``hlrp data ...``: make-demo (embedded default datasets), mirror (29-dataset stand-ins; ``--frame-size``: one large
+cheap dataset), bench (``--cold``: start-up at scale) and verify (CRC + layout of every record).
 
 Extend by adding a ``_register_<name>(data_sub)`` function and calling it from :func:`register`; command functions
 import heavy libraries lazily.
@@ -18,6 +19,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     _register_make_demo(data_sub)
     _register_mirror(data_sub)
     _register_bench(data_sub)
+    from . import verify  # light: stdlib only at import time
+
+    verify.register(data_sub)
+    from . import stats  # light: numpy/stdlib only at import time
+
+    stats.register(data_sub)
     data.set_defaults(data_subparsers=data_sub)
     return data
 

@@ -194,3 +194,65 @@ def test_effective_seed_is_the_seed_the_loader_uses(root, tmp_path):
         assert eff["loader_seed"] == ld.seed
     cfg0 = _cfg(root, tmp_path / "c", entries, seed=0)
     assert effective_knobs(cfg0)["seed.bridge"] != eff["seed.bridge"]
+
+
+def test_verify_lists_broken_shards_resumes_and_enables_step_sampling(root, tmp_path):
+    from hlrp_core.data.verify import verify
+
+    broken = tmp_path / "broken"
+    shutil.copytree(Path(root) / "bridge", broken / "bridge")
+    _flip_inside_a_jpeg(_shard(broken, 3), 1)
+    step = _cfg(broken, tmp_path / "c", _bridge(train="train[:5]"), ["data.adapter.tf.sampling.unit=step"])
+    with pytest.raises(DataSourceError) as err:
+        PairLoader(step, with_val=False)
+    assert "unit=step" in str(err.value) and "hlrp data verify --datasets bridge" in str(err.value)
+    cfg = _cfg(broken, tmp_path / "c", _bridge())
+    rep = verify(cfg, threads=2, log=lambda *a: None)["bridge"]["train"]
+    assert rep["shards"] == 8 and rep["verified"] == 7 and list(rep["broken"]) == [str(_shard(broken, 3))]
+    assert "CRC" in rep["broken"][str(_shard(broken, 3))]
+    again = verify(cfg, threads=2, log=lambda *a: None)["bridge"]["train"]
+    assert again["skipped_unchanged"] == 7 and again["verified"] == 0 and len(again["broken"]) == 1
+    with PairLoader(step, with_val=False) as ld:  # shard 0's lengths are known now
+        b = ld.next_train()
+        assert ld.stats()["sampling_unit"] == "step" and (b["sample_key"][:, 1] < 5).all()
+
+
+def test_dataset_statistics_equal_numpy_over_all_episodes_and_the_estimate_is_within_tolerance(root, tmp_path):
+    from hlrp_core.data import stats
+    from hlrp_core.data.tfenv import import_tfds
+
+    tfds = import_tfds()
+    entries = _bridge() + [DatasetEntry("language_table", "train[:5]", "train[5:]", 3, weight=1.0)]
+    cfg = _cfg(root, tmp_path / "c", entries)
+    full = stats.run(cfg, threads=2, log=lambda *a: None)
+    est = stats.run(cfg, sample=True, log=lambda *a: None)
+    for name, akey, skey in (("bridge", ("action", "world_vector"), ("observation", "state")),
+                             ("language_table", ("action",), ("observation", "effector_translation"))):
+        spec = reg.get(name)
+        b = tfds.builder_from_directory(str(Path(root) / spec.tfds_dir / spec.version))
+        acts, sts, n = [], [], 0
+        for ep in tfds.as_numpy(b.as_dataset(split="train")):
+            steps = list(ep["steps"])
+            a, s = steps, steps
+            for k in akey:
+                a = [x[k] for x in a]
+            for k in skey:
+                s = [x[k] for x in s]
+            acts.append(np.stack(a)[:, : spec.action_dims])
+            sts.append(np.stack(s)[:, : spec.state_dims])
+            n += 1
+        A, S = np.concatenate(acts), np.concatenate(sts)
+        st = full[name]
+        assert st["num_transitions"] == len(A) and st["num_trajectories"] == n and not st["estimate"]
+        for got, x in ((st["action"], A), (st["proprio"], S)):
+            np.testing.assert_allclose(got["mean"], x.mean(0), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got["std"], x.std(0), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(got["min"], x.min(0))
+            np.testing.assert_allclose(got["max"], x.max(0))
+            np.testing.assert_allclose(got["q01"], np.quantile(x, 0.01, axis=0), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got["q99"], np.quantile(x, 0.99, axis=0), rtol=1e-5, atol=1e-6)
+        e = est[name]
+        assert e["estimate"] and e["sample_episodes"] == stats.SAMPLE_EPISODES
+        assert (np.abs(np.array(e["action"]["mean"]) - A.mean(0)) <= np.array(e["action"]["mean_tolerance"])).all()
+    sp = Path(full["bridge"]["shards"][0].split(":")[0])
+    assert sp.name.startswith("bridge-train.tfrecord-") and len(full["bridge"]["shards"]) == 8
