@@ -67,11 +67,15 @@ class PreprocessConfig:
             ``false``: hlrp still returns a dict (so every consumer sees one shape), documented as a no-op.
         resize_mode: ``letterbox`` (keep aspect, pad; default), ``center_crop`` (keep aspect, crop) or ``squash``
             (legacy: stretch to a square). Applied identically to every frame of a sample.
+        normalize: Per-step actions and states before the pair reducer, from each dataset's full-pass
+            ``dataset_statistics.json`` (``hlrp data stats``): ``none`` (default), ``gaussian`` ((x - mean) / std)
+            or ``bounds`` (2 (x - q01) / (q99 - q01) - 1, clipped to [-1, 1]; Octo's two modes).
     """
 
     image_size: int = 64
     return_metadata: bool = True
     resize_mode: str = "letterbox"
+    normalize: str = "none"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -327,6 +331,7 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
           "own pipeline, F8); the adapter's own threads do the parallel work (data.adapter.threads)")
     check(problems, P.image_size >= 8, f"data.preprocess.image_size={P.image_size} must be >= 8")
     check_choice(problems, "data.preprocess.resize_mode", P.resize_mode, ["letterbox", "center_crop", "squash"])
+    check_choice(problems, "data.preprocess.normalize", P.normalize, ["none", "gaussian", "bounds"])
     # choices
     check_choice(problems, "data.adapter.tf.metadata.mode", t.metadata.mode, ["full", "dataset_only"])
     check_choice(problems, "data.adapter.tf.pair_frames.mode", t.pair_frames.mode,

@@ -157,6 +157,10 @@ class PairLoader:
                                       np.array([x.weight for x in self.datasets]), self.seed,
                                       block=t.mixing.mix_block_length, samples_per_episode=t.sampling.samples_per_episode,
                                       unit=self.unit)
+        self.statistics: dict[str, dict] = {}
+        self._norm: dict[int, Any] = {}
+        if not self.synthetic and d.preprocess.normalize != "none":
+            self._load_normalizers(d.preprocess.normalize)
         self.maker = BatchMaker(self.pf, self.size, self.mode, t.metadata.mode == "full", self.a_max, self.s_max,
                                 self.batch_size, self.timers, {x.id for x in self.datasets if x.spec.image_bgr})
         if not self.synthetic:
@@ -167,6 +171,19 @@ class PairLoader:
         self._log_startup()
 
     # ------------------------------------------------------------------ startup
+    def _load_normalizers(self, mode: str) -> None:
+        from .stats import load_stats, normalizer
+
+        for ds in self.datasets:
+            st = load_stats(ds.train)
+            if st is None:
+                raise DataSourceError(f"data.preprocess.normalize={mode} needs the full-pass statistics of {ds.name} "
+                                      f"(none for its current shards in {ds.train.cache_path}); run `hlrp data stats "
+                                      f"--datasets {ds.name}` with the same data.root and index cache, or set "
+                                      "data.preprocess.normalize=none")
+            self.statistics[ds.name] = st
+            self._norm[ds.id] = normalizer(st, mode)
+
     def _io_pool(self):
         if self._io is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -241,6 +258,8 @@ class PairLoader:
                                     f"{known}; delete {sp.cache_path} and re-sync the shard")
         if not known:
             sp.set_length(pos, ep.T)
+        if ds.id in self._norm:
+            ep.action, ep.state = self._norm[ds.id](ep.action, ep.state)
         if use_cache:
             self.cache.put(key, ep)
         return ep

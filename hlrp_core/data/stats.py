@@ -179,3 +179,17 @@ def register(data_sub) -> None:
     p.add_argument("--sample", action="store_true", help="only the seeded sample estimate (marked as such)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+
+def normalizer(st: dict, mode: str):
+    """``f(action, state) -> (action, state)`` for ``data.preprocess.normalize`` from full-pass statistics."""
+    def one(x: np.ndarray, s: dict) -> np.ndarray:
+        if x.shape[1] == 0:
+            return x
+        if mode == "gaussian":
+            return ((x - np.asarray(s["mean"], np.float32)) / (np.asarray(s["std"], np.float32) + 1e-8)).astype(
+                np.float32)
+        lo, hi = np.asarray(s["q01"], np.float32), np.asarray(s["q99"], np.float32)
+        return np.clip(2 * (x - lo) / np.maximum(hi - lo, 1e-8) - 1, -1, 1).astype(np.float32)
+
+    return lambda a, s: (one(a, st["action"]), one(s, st["proprio"]))

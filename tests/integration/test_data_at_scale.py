@@ -256,3 +256,22 @@ def test_dataset_statistics_equal_numpy_over_all_episodes_and_the_estimate_is_wi
         assert (np.abs(np.array(e["action"]["mean"]) - A.mean(0)) <= np.array(e["action"]["mean_tolerance"])).all()
     sp = Path(full["bridge"]["shards"][0].split(":")[0])
     assert sp.name.startswith("bridge-train.tfrecord-") and len(full["bridge"]["shards"]) == 8
+
+
+def test_normalisation_uses_the_full_pass_statistics(root, tmp_path):
+    from hlrp_core.data import stats
+
+    entries = [DatasetEntry("bridge", "train[:36]", "train[36:]", 1, weight=1.0)]
+    cfg = _cfg(root, tmp_path / "c", entries, ["data.preprocess.normalize=gaussian",
+                                               "data.adapter.tf.pair_frames.mode=endpoints"])
+    with pytest.raises(DataSourceError, match="hlrp data stats --datasets bridge"):
+        PairLoader(cfg, with_val=False)
+    st = stats.run(cfg, threads=2, log=lambda *a: None)["bridge"]
+    raw = _cfg(root, tmp_path / "c", entries)
+    with PairLoader(cfg, with_val=False) as ld, PairLoader(raw, with_val=False) as lr:
+        a, b = ld.next_train(), lr.next_train()
+        assert ld.statistics["bridge"]["num_transitions"] == st["num_transitions"]
+    mean, std = np.array(st["action"]["mean"]), np.array(st["action"]["std"])
+    assert torch.equal(a["sample_key"], b["sample_key"])  # k=1: the label is one step's action
+    np.testing.assert_allclose(a["action"][:, :3].numpy(), (b["action"][:, :3].numpy() - mean) / (std + 1e-8),
+                               rtol=1e-4, atol=1e-4)
