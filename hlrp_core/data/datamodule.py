@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .loader import PairLoader, _ValIterable
+from .loader import PairLoader
+from .pipeline import ValIterable
 
 
 def build_datamodule(cfg: Any, rank: Optional[int] = None, world_size: Optional[int] = None):
@@ -56,7 +57,7 @@ class PairDataModule(_datamodule_base()):  # type: ignore[misc]
         self.setup()
         tr = getattr(self.cfg, "training", None)
         limit = int(tr.validation.limit_batches) if tr is not None else 0
-        return _ValIterable(self.loader, limit)
+        return ValIterable(self.loader, limit)
 
     def state_dict(self) -> dict:
         if self.loader is not None:

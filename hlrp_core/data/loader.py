@@ -6,34 +6,7 @@ Public API::
         for batch in loader: ...
     dm = build_datamodule(cfg)                            # lightning.LightningDataModule (persistent train, cached val)
 
-Batch contract (DATA_ADAPTER.md section 2; the one place it is written down in code), B = batch size:
-
-=================  ===========================  =================================================================
-key                type / shape                 meaning
-=================  ===========================  =================================================================
-``frames``         torch.uint8 [B,3,T,H,W]      T = frames selected by ``pair_frames`` (2 for endpoints); H = W =
-                                                ``data.preprocess.image_size``; aspect kept (letterbox by default)
-``frame_offset``   int64 [B,T]                  offset of each frame from t (0 ... k; repeats k as padding when T
-                                                varies with k in ``all``/``stride`` modes)
-``episode_id``     list[str]                    ``"<dataset>@<version>/<split>/<record index>"`` (stable)
-``frame_idx``      int64 [B]                    start step t
-``offset``         int64 [B]                    gap k of each sample
-``language``       list[str]                    instruction at t ("" when none)
-``dataset_name``   list[str]                    registry name (``dataset_type`` is the same list)
-``dataset_id``     int64 [B]                    position of the dataset in ``loader.dataset_names``
-``action``         float32 [B,A_max]            reducer over [t, t+k) (``delta`` sum, ``absolute`` a[t+k]-a[t]),
-                                                zero-padded to the mix's max action width
-``action_dim``     int64 [B]                    valid leading entries of ``action`` (0 = masked)
-``initial_state``  float32 [B,S_max]            state at t, zero-padded (diagnostic only)
-``state_dim``      int64 [B]                    valid leading entries of ``initial_state``
-``robot``          list[str]                    robot name (robonet) or ""
-``sample_key``     int64 [B,4]                  (dataset_id, episode, t, k); episode = record index in its split
-                                                (+ 10^9 x split code for non-``train`` splits)
-``index``          int64 [B]                    global sample index i (train) / val position (val)
-=================  ===========================  =================================================================
-
-With ``metadata.mode=dataset_only`` the batch holds only ``frames``, ``dataset_name``, ``dataset_type``,
-``dataset_id``, ``sample_key`` and ``index``.
+The batch contract (keys, types, shapes) is written down once, in ``hlrp_core/data/batch.py``.
 
 Design (docs/data_at_scale.md): the plan (``plan.py``) is built from dataset_info.json alone; an episode is
 addressed as (shard, ordinal) and read by byte range from its TFRecord shard (``index.py``: header-only offset
@@ -58,10 +31,10 @@ from ..config.data import DataConfig, effective_knobs, frame_offsets, loader_see
 from .batch import BatchMaker
 from .decode import decode_resize
 from .episode import Episode, LayoutError, parse_episode, reduce_action
-from .pipeline import (EpisodeCache, Pipeline, RamGuardError, StallError, Stopped, Timers, mem_available_mb,
-                       pin)
-from .plan import OpenDataset, gap_steps, open_datasets, split_code
-from .sampler import MAX_ATTEMPTS, KeySampler, pick_tk, uniform
+from .pipeline import (EpisodeCache, Pipeline, RamGuardError, StallError, Stopped, Timers, TrainIterable,
+                       ValIterable, mem_available_mb, pin)
+from .plan import OpenDataset, gap_steps, log_startup, open_datasets, split_code
+from .sampler import MAX_ATTEMPTS, DatasetDraw, KeySampler
 from .sources import DataSourceError
 from .tfrecord import CorruptShardError, read_record
 
@@ -160,7 +133,9 @@ class PairLoader:
         self.statistics: dict[str, dict] = {}
         self._norm: dict[int, Any] = {}
         if not self.synthetic and d.preprocess.normalize != "none":
-            self._load_normalizers(d.preprocess.normalize)
+            from .stats import normalizers_for
+
+            self.statistics, self._norm = normalizers_for(self.datasets, d.preprocess.normalize)
         self.maker = BatchMaker(self.pf, self.size, self.mode, t.metadata.mode == "full", self.a_max, self.s_max,
                                 self.batch_size, self.timers, {x.id for x in self.datasets if x.spec.image_bgr})
         if not self.synthetic:
@@ -168,22 +143,9 @@ class PairLoader:
             if with_val or split == "val":
                 self._materialise_val(int(d.adapter.val_samples_per_dataset))
         self.startup_s = time.perf_counter() - self._t_construct
-        self._log_startup()
+        log_startup(self)
 
     # ------------------------------------------------------------------ startup
-    def _load_normalizers(self, mode: str) -> None:
-        from .stats import load_stats, normalizer
-
-        for ds in self.datasets:
-            st = load_stats(ds.train)
-            if st is None:
-                raise DataSourceError(f"data.preprocess.normalize={mode} needs the full-pass statistics of {ds.name} "
-                                      f"(none for its current shards in {ds.train.cache_path}); run `hlrp data stats "
-                                      f"--datasets {ds.name}` with the same data.root and index cache, or set "
-                                      "data.preprocess.normalize=none")
-            self.statistics[ds.name] = st
-            self._norm[ds.id] = normalizer(st, mode)
-
     def _io_pool(self):
         if self._io is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -299,27 +261,28 @@ class PairLoader:
         return ds, pos, t, k, self.episode(ds, "train", pos)
 
     def _materialise_val(self, n_val: int) -> None:
-        """N_val fixed keys per dataset from its val slice (derived seed), kept as encoded bytes."""
+        """N_val fixed keys per dataset from its val slice (the train sampler's algorithm with a derived seed),
+        kept as encoded bytes."""
         t0 = time.perf_counter()
         vseed = (self.seed ^ 0x5A17) & 0x7FFFFFFF
         out = []
         for ds in self.datasets:
-            s = ds.seed ^ vseed
-            n = ds.val_hi - ds.val_lo
-            for j in range(n_val):
-                for attempt in range(MAX_ATTEMPTS):
-                    u = float(uniform(s, 11 if attempt == 0 else 200 + attempt, np.array([j]))[0])
-                    pos = ds.val_lo + min(int(u * n), n - 1)
-                    ep = self.episode(ds, "val", pos)
-                    if ep.T - 1 >= ds.k_min:
-                        break
+            vs = KeySampler([DatasetDraw(ds.val_lo, ds.val_hi, ds.k_min, ds.k_max, ds.seed ^ vseed)], np.ones(1), 0)
+
+            def length_of(_, pos: int, ds=ds) -> int:
+                T = self._length(ds, "val", pos)
+                if T - 1 < ds.k_min:
                     ds.skipped.add(("val", pos))
-                else:
+                return T
+
+            for j in range(n_val):
+                try:
+                    pos, t, k, _ = vs.resolve(0, j, length_of)
+                except ValueError:
                     raise DataSourceError(f"data.dataset.oxe.datasets[{ds.name}]: no val episode is long enough for "
-                                          f"k={ds.k_min} (needs T >= k+1); lower pair_offset_steps or drop the dataset")
-                c = np.array([j])
-                t, k = pick_tk(ep.T, ds.k_min, ds.k_max, float(uniform(s, 12, c)[0]), float(uniform(s, 13, c)[0]))
-                out.append(self._sample_meta(ds, "val", pos, t, k, ep))
+                                          f"k={ds.k_min} (needs T >= k+1); lower pair_offset_steps or drop the "
+                                          "dataset") from None
+                out.append(self._sample_meta(ds, "val", pos, t, k, self.episode(ds, "val", pos)))
         self.val_samples = out
         self.val_bytes = sum(sum(len(b) for b in s["jpeg"]) for s in out)
         self.val_build_s = time.perf_counter() - t0
@@ -334,18 +297,6 @@ class PairLoader:
                 "k": int(k), "language": ep.language[t] if ep.language else "", "action": a,
                 "action_dim": 0 if ds.spec.action_kind == "none" else int(a.shape[0]), "state": ep.state[t],
                 "robot": ep.robot}
-
-    def _log_startup(self) -> None:
-        log.info("data loader: %d dataset(s), batch %d, image %d, threads %d, batches in flight %d, episode cache "
-                 "%.0f MiB, unit %s, startup %.2f s, rank %d of %d", len(self.dataset_names), self.batch_size,
-                 self.size, self.threads, self.in_flight, self.cache.max_bytes / 2 ** 20, self.unit, self.startup_s,
-                 self.rank, self.world_size)
-        for r in self.report:
-            log.info("  %-40s %-12s %s v%s train %d val %d shards %d weight %.4f (%s) first %.3fs", r["dataset"],
-                     r["source"], r["path"], r["version"], r["train_episodes"], r["val_episodes"], r["shards"],
-                     r["weight"], r["weight_from"], r["first_element_s"])
-        log.info("data effective knobs: %s", {k: v for k, v in self.effective.items()
-                                              if not k.startswith(("weight.", "thread_share.", "seed."))})
 
     # ------------------------------------------------------------------ batch assembly
     def keys(self, start: int, n: int) -> np.ndarray:
@@ -451,12 +402,12 @@ class PairLoader:
                 raise RamGuardError(reason)
 
     @property
-    def train(self) -> "_TrainIterable":
-        return _TrainIterable(self)
+    def train(self) -> "TrainIterable":
+        return TrainIterable(self)
 
     @property
-    def val(self) -> "_ValIterable":
-        return _ValIterable(self)
+    def val(self) -> "ValIterable":
+        return ValIterable(self)
 
     def __iter__(self):
         return iter(self.train) if self.split == "train" else self.val_batches()
@@ -526,31 +477,6 @@ class PairLoader:
         with contextlib.suppress(Exception):
             if not self._closed:
                 self.close(timeout=0.5)
-
-
-class _TrainIterable:
-    """What ``train_dataloader()`` returns: every ``iter()`` continues the one persistent stream (never rebuilt)."""
-
-    def __init__(self, loader: PairLoader):
-        self.loader = loader
-
-    def __iter__(self):
-        while True:
-            yield self.loader.next_train()
-
-
-class _ValIterable:
-    """The fixed validation set; every ``iter()`` is a fresh pass over the same cached keys."""
-
-    def __init__(self, loader: PairLoader, limit: int = 0):
-        self.loader, self.limit = loader, limit
-
-    def __iter__(self):
-        return self.loader.val_batches(self.limit)
-
-    def __len__(self) -> int:
-        n = self.loader.num_val_batches()
-        return min(n, self.limit) if self.limit else n
 
 
 @contextlib.contextmanager

@@ -165,3 +165,28 @@ class Pipeline:
         for t in self.workers:
             t.join(max(0.0, deadline - time.monotonic()))
         self.results.clear()
+
+
+class TrainIterable:
+    """What ``train_dataloader()`` returns: every ``iter()`` continues the one persistent stream (never rebuilt)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        while True:
+            yield self.loader.next_train()
+
+
+class ValIterable:
+    """The fixed validation set; every ``iter()`` is a fresh pass over the same cached keys."""
+
+    def __init__(self, loader, limit: int = 0):
+        self.loader, self.limit = loader, limit
+
+    def __iter__(self):
+        return self.loader.val_batches(self.limit)
+
+    def __len__(self) -> int:
+        n = self.loader.num_val_batches()
+        return min(n, self.limit) if self.limit else n

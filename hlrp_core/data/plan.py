@@ -169,3 +169,17 @@ def open_datasets(d: DataConfig, seed: int, cache_dir: Optional[Path], unit: str
             "index_cache": str(tr.cache_path) if tr.cache_path else None}
         out.append(ds)
     return out
+
+
+def log_startup(self) -> None:
+    """Log a loader's startup report (one line per dataset) and its effective knobs."""
+    log.info("data loader: %d dataset(s), batch %d, image %d, threads %d, batches in flight %d, episode cache "
+             "%.0f MiB, unit %s, startup %.2f s, rank %d of %d", len(self.dataset_names), self.batch_size,
+             self.size, self.threads, self.in_flight, self.cache.max_bytes / 2 ** 20, self.unit, self.startup_s,
+             self.rank, self.world_size)
+    for r in self.report:
+        log.info("  %-40s %-12s %s v%s train %d val %d shards %d weight %.4f (%s) first %.3fs", r["dataset"],
+                 r["source"], r["path"], r["version"], r["train_episodes"], r["val_episodes"], r["shards"],
+                 r["weight"], r["weight_from"], r["first_element_s"])
+    log.info("data effective knobs: %s", {k: v for k, v in self.effective.items()
+                                          if not k.startswith(("weight.", "thread_share.", "seed."))})

@@ -193,3 +193,21 @@ def normalizer(st: dict, mode: str):
         return np.clip(2 * (x - lo) / np.maximum(hi - lo, 1e-8) - 1, -1, 1).astype(np.float32)
 
     return lambda a, s: (one(a, st["action"]), one(s, st["proprio"]))
+
+
+def normalizers_for(datasets: list, mode: str) -> tuple[dict, dict]:
+    """({name: statistics}, {dataset id: normalizer}) for the loader; a dataset without full-pass statistics for
+    its current shards is an error naming the command that computes them."""
+    from .sources import DataSourceError
+
+    stats, norm = {}, {}
+    for ds in datasets:
+        st = load_stats(ds.train)
+        if st is None:
+            raise DataSourceError(f"data.preprocess.normalize={mode} needs the full-pass statistics of {ds.name} "
+                                  f"(none for its current shards in {ds.train.cache_path}); run `hlrp data stats "
+                                  f"--datasets {ds.name}` with the same data.root and index cache, or set "
+                                  "data.preprocess.normalize=none")
+        stats[ds.name] = st
+        norm[ds.id] = normalizer(st, mode)
+    return stats, norm
