@@ -15,22 +15,24 @@ treated as one of (DATA_ADAPTER section 1.2, last column):
 All cross-knob rules (section 1.5, C1-C11) run in ``DataConfig.validate``, which ``hlrp_core.config.load`` calls
 before any thread, TF object or file handle exists. ``effective_knobs(cfg)`` returns the values after clamping and
 derivation (``hlrp_core.runs.start`` records them; the loader prints them at startup).
+
+Layout: the ``data.adapter.tf.*`` compatibility tree is in ``data_tf.py``, the effective-knob and budget arithmetic
+in ``data_effective.py``; both are re-exported here, so every dotted knob name and import stays as it was.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .data_tf import (AUTOTUNE, DebugConfig, IteratorConfig, MetadataConfig, MixingConfig,  # noqa: F401 - re-exported
+                      PairFramesConfig, PipelineConfig, PrefetchConfig, SamplingConfig, ShuffleConfig,
+                      TfAdapterConfig, TfdsReadConfig)
 from .errors import check, check_choice
 
 log = logging.getLogger(__name__)
-
-AUTOTUNE = -1
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -65,11 +67,15 @@ class PreprocessConfig:
             ``false``: hlrp still returns a dict (so every consumer sees one shape), documented as a no-op.
         resize_mode: ``letterbox`` (keep aspect, pad; default), ``center_crop`` (keep aspect, crop) or ``squash``
             (legacy: stretch to a square). Applied identically to every frame of a sample.
+        normalize: Per-step actions and states before the pair reducer, from each dataset's full-pass
+            ``dataset_statistics.json`` (``hlrp data stats``): ``none`` (default), ``gaussian`` ((x - mean) / std)
+            or ``bounds`` (2 (x - q01) / (q99 - q01) - 1, clipped to [-1, 1]; Octo's two modes).
     """
 
     image_size: int = 64
     return_metadata: bool = True
     resize_mode: str = "letterbox"
+    normalize: str = "none"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -128,214 +134,6 @@ class DatasetConfig:
     oxe: OXEListConfig = field(default_factory=OXEListConfig)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# data.adapter.tf.* (seed knobs; DATA_ADAPTER section 1.2). Defaults are the base preset L unless marked hlrp.
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class MetadataConfig:
-    """Args:
-        mode: ``full`` (every per-pair field) or ``dataset_only`` (frames + dataset_name/dataset_id only). **keep**,
-            with any mixing strategy (the predecessor's C4 rule is dropped).
-    """
-
-    mode: str = "full"
-
-
-@dataclass
-class PairFramesConfig:
-    """Which frames of [t, t+k] a sample carries; T (the frames axis) = their number. **keep**
-
-    Args:
-        mode: ``endpoints`` {0,k}; ``all`` 0..k; ``stride`` {0,s,2s,...,k}; ``fixed_n`` n rounded-linspace indices
-            that always include 0 and k. Every mode works with encoded frames (C5 dropped).
-        stride: Step s of ``stride`` mode; >= 1.
-        n: Frame count of ``fixed_n`` mode; >= 2.
-    """
-
-    mode: str = "endpoints"
-    stride: int = 1
-    n: int = 2
-
-
-@dataclass
-class DebugConfig:
-    """Args:
-        use_synthetic_data: Zero frames and dummy metadata; TFDS is not touched (CI). **keep**
-        synthetic_num_samples: Samples per "epoch" of the synthetic stream. **keep**
-    """
-
-    use_synthetic_data: bool = False
-    synthetic_num_samples: int = 10000
-
-
-@dataclass
-class IteratorConfig:
-    """Args:
-        persistent: **keep**, always true in effect: the train iterator is built once per run and validation
-            reads the fixed cached set (F2). ``false`` logs a warning that it has no effect.
-        cache_first_train_batch: Replay batch 0 forever (overfit check). Needs ``data.loader.num_workers=0`` (C8).
-    """
-
-    persistent: bool = True
-    cache_first_train_batch: bool = False
-
-
-@dataclass
-class SamplingConfig:
-    """Args:
-        samples_per_episode: 0: pair-uniform sampling, P(episode) proportional to its eligible pairs (the old
-            "every valid pair" intent). N >= 1: episode-uniform, N consecutive keys share one episode read, each
-            with its own uniform t and k (never "the first N pairs"; DATA_ADAPTER section 3.3).
-        seed: Sampling seed. Every sample key (dataset, episode, t, k) is a pure function of (seed, epoch, index);
-            per dataset (seed + crc32(name)) & 0x7FFFFFFF unless the entry sets ``seed``.
-    """
-
-    samples_per_episode: int = 0
-    seed: int = 42
-
-
-@dataclass
-class ShuffleConfig:
-    """Shuffle buffers (elements). hlrp draws every sample independently from an index, so stream shuffles have
-    nothing to shuffle: all are accepted as **no-op** (train) / **no-op** (val: the val set is fixed), and a
-    non-default value logs a warning.
-
-    Args:
-        episode_queue_shuffle_buffer: Episode shuffle before pairing.
-        intra_episode_sample_shuffle_buffer: Pair shuffle within one episode (<= 1 = off).
-        global_stream_shuffle_buffer: Sample shuffle after mixing.
-    """
-
-    episode_queue_shuffle_buffer: int = 0
-    intra_episode_sample_shuffle_buffer: int = 0
-    global_stream_shuffle_buffer: int = 0
-
-
-def _train_shuffle() -> ShuffleConfig:
-    return ShuffleConfig(1000, 200, 5000)
-
-
-@dataclass
-class PrefetchConfig:
-    """Args:
-        final_stream_buffer: Ready batches queued after batching. **budget**: the ready-batch queue depth, capped
-            by the byte budget.
-        per_dataset_stream_buffer: Per-dataset prefetch (>= -1). **budget**: folded into the shared episode
-            cache (never multiplied by the dataset count).
-        episode_queue_buffer: Raw-episode prefetch. **budget** (episode cache bytes); -1 (AUTOTUNE over whole
-            episodes) is rejected.
-    """
-
-    final_stream_buffer: int = 8
-    per_dataset_stream_buffer: int = 0
-    episode_queue_buffer: int = 0
-
-
-@dataclass
-class TfdsReadConfig:
-    """Args:
-        source: ``local`` (``<local_root>/<dir>/<ver>`` must exist), ``gcs`` (``gs://`` paths, explicit) or
-            ``auto`` (local when present; GCS only when ``allow_gcs=true``, and every resolution is logged). **keep**
-        local_root: Root of the mirror, laid out ``<root>/<tfds_dir>/<version>/``. Empty = ``data.root`` (and
-            empty ``data.root`` = the embedded data). Checked when the loader starts, not at load time. **keep**
-        gcs_root: Bucket prefix used by ``source=gcs``/``auto`` (hlrp).
-        allow_gcs: hlrp: explicit opt-in for ``source=auto`` to fall back to GCS (never silent; F4).
-        skip_steps_decoding: TFDS ``SkipDecoding`` on step images; images stay JPEG bytes until the last stage.
-            **keep**, default true (hlrp); ``false`` is legacy and logs a warning (hlrp still decodes last).
-        cycle_length: File-interleave cycle. **budget** (reads are index-driven positional reads; reported).
-        block_length: File-interleave block. **budget**
-        decode_parallelism: Decode calls in flight. **budget**: a share of ``data.adapter.threads``.
-        interleave_parallelism: **derived** = min(value, cycle_length) as the predecessor clamped it (C2); a
-            larger value is accepted with a warning naming the effective value (the seed's overnight command sets
-            2 with cycle 1).
-    """
-
-    source: str = "auto"
-    local_root: str = ""
-    gcs_root: str = "gs://gresearch/robotics"
-    allow_gcs: bool = False
-    skip_steps_decoding: bool = True
-    cycle_length: int = 1
-    block_length: int = 1
-    decode_parallelism: int = 1
-    interleave_parallelism: int = 1
-
-
-@dataclass
-class PipelineConfig:
-    """Args:
-        episode_concurrency: Episodes in flight. **budget** (episode-cache share).
-        transform_parallelism: Per-pair map parallelism. **budget**: a share of ``data.adapter.threads``.
-        interleave_parallelism: **derived** = episode_concurrency (as dlimp does). A value above it cannot work
-            (TF fails at runtime, C1) and is an error; -1 is accepted.
-        emit_encoded_pairs: **derived** = ``skip_steps_decoding`` (pairs carry encoded bytes whenever frames are
-            encoded; re-encoding is never done). null = derived; a value that disagrees is an error.
-        post_mix_decode_resize: **derived**: hlrp always decodes and resizes last, after mixing. Accepted, no-op.
-    """
-
-    episode_concurrency: int = 1
-    transform_parallelism: int = 1
-    interleave_parallelism: int = 1
-    emit_encoded_pairs: Optional[bool] = None
-    post_mix_decode_resize: bool = False
-
-
-@dataclass
-class MixingConfig:
-    """Args:
-        strategy: ``sample``, ``choose`` or ``python``: recorded; hlrp runs one deterministic block mixer (alias
-            draws by weight) for all three, so each is seeded and reproducible. **keep** (name)
-        mix_block_length: Consecutive samples drawn from one dataset per switch (1 = independent draws). The
-            batch size must be a multiple of it (C3). **keep**
-        selector_run_length: ``choose`` only. **no-op**
-        parallelism_mode: ``full``/``sqrt``/``divide``. **no-op**: replaced by one global thread budget.
-        python_prefetch_queue_size: Blocks buffered per dataset; >= 1. **budget** (bytes)
-        python_prefetch_min_ready_datasets: >= 1. **no-op** under index sampling.
-        python_prefetch_wait_timeout_s: > 0. **keep** as the stall timeout; the error names the stalled dataset.
-        per_dataset_private_threadpool_size: **no-op**: one shared pool.
-    """
-
-    strategy: str = "sample"
-    mix_block_length: int = 1
-    selector_run_length: int = 1
-    parallelism_mode: str = "full"
-    python_prefetch_queue_size: int = 2
-    python_prefetch_min_ready_datasets: int = 1
-    python_prefetch_wait_timeout_s: float = 600.0
-    per_dataset_private_threadpool_size: int = 16
-
-
-@dataclass
-class TfAdapterConfig:
-    """``data.adapter.tf.*``: the predecessor's knob namespace (DATA_ADAPTER section 1.2), accepted unchanged.
-
-    Args:
-        metadata: Per-pair metadata fields.
-        pair_frames: Frames per sample.
-        debug: Synthetic data switch.
-        iterator: Iterator lifetime.
-        sampling: Pair sampling and seed.
-        train: Train shuffle buffers (no-op under index sampling).
-        val: Val shuffle buffers (no-op: the val set is fixed).
-        prefetch: Prefetch buffers (budget).
-        tfds_read: Where and how TFDS data is read.
-        pipeline: Per-pair pipeline parallelism (budget/derived).
-        mixing: Mixing strategy and per-dataset prefetch.
-    """
-
-    metadata: MetadataConfig = field(default_factory=MetadataConfig)
-    pair_frames: PairFramesConfig = field(default_factory=PairFramesConfig)
-    debug: DebugConfig = field(default_factory=DebugConfig)
-    iterator: IteratorConfig = field(default_factory=IteratorConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    train: ShuffleConfig = field(default_factory=_train_shuffle)
-    val: ShuffleConfig = field(default_factory=ShuffleConfig)
-    prefetch: PrefetchConfig = field(default_factory=PrefetchConfig)
-    tfds_read: TfdsReadConfig = field(default_factory=TfdsReadConfig)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    mixing: MixingConfig = field(default_factory=MixingConfig)
-
-
 @dataclass
 class AdapterConfig:
     """``data.adapter.*``: hlrp's global budgets plus the seed namespace ``tf``.
@@ -352,6 +150,13 @@ class AdapterConfig:
             Empty = ``<data_root>/.index_cache``.
         ram_guard_min_available_mb: Stop cleanly (``RamGuardError`` with the reason) when MemAvailable falls below
             this; 0 = off (``training.ram_guard.min_available_mb`` applies when larger).
+        io_threads: Concurrent record reads and shard scans while a batch is assembled (I/O-bound; they release
+            the GIL): a cold batch on a network or virtual disk pays about one read latency per this many reads.
+        verify_crc: Check each record's TFRecord CRC (crc32c in C) when it is read; false skips the check (its cost
+            is in ``hlrp data bench``).
+        bad_records: A record that fails its CRC or does not parse: ``fail`` (error naming shard and offset) or
+            ``skip`` (redrawn deterministically, counted per dataset in the loader's stats).
+        versions: ``{dataset name: version directory}`` to pick one when several versions sit side by side.
         tf: The seed's ``data.adapter.tf.*`` knobs.
     """
 
@@ -361,6 +166,10 @@ class AdapterConfig:
     allow_split_overlap: bool = False
     index_cache_dir: str = ""
     ram_guard_min_available_mb: int = 0
+    io_threads: int = 16
+    verify_crc: bool = True
+    bad_records: str = "fail"
+    versions: dict[str, str] = field(default_factory=dict)
     tf: TfAdapterConfig = field(default_factory=TfAdapterConfig)
 
 
@@ -410,6 +219,8 @@ class DataConfig:
 
     def validate(self, problems: list[str]) -> None:
         """All cross-knob rules (DATA_ADAPTER 1.5, C1-C11). Pure: no thread, TF object or file handle."""
+        from .data_effective import inert_warnings
+
         validate_data(self, problems)
         for w in inert_warnings(self):
             log.warning(w)
@@ -511,13 +322,6 @@ def resolve_weights(entries: list[DatasetEntry], sizes: Optional[dict[str, float
     return {n: w / total for n, w in out.items() if w > 0}
 
 
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def validate_data(d: DataConfig, problems: list[str]) -> None:
     t = d.adapter.tf
     L, P = d.loader, d.preprocess
@@ -527,6 +331,7 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
           "own pipeline, F8); the adapter's own threads do the parallel work (data.adapter.threads)")
     check(problems, P.image_size >= 8, f"data.preprocess.image_size={P.image_size} must be >= 8")
     check_choice(problems, "data.preprocess.resize_mode", P.resize_mode, ["letterbox", "center_crop", "squash"])
+    check_choice(problems, "data.preprocess.normalize", P.normalize, ["none", "gaussian", "bounds"])
     # choices
     check_choice(problems, "data.adapter.tf.metadata.mode", t.metadata.mode, ["full", "dataset_only"])
     check_choice(problems, "data.adapter.tf.pair_frames.mode", t.pair_frames.mode,
@@ -623,6 +428,14 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
     check(problems, t.sampling.samples_per_episode >= 0,
           f"data.adapter.tf.sampling.samples_per_episode={t.sampling.samples_per_episode} must be >= 0")
     check(problems, t.sampling.seed >= 0, f"data.adapter.tf.sampling.seed={t.sampling.seed} must be >= 0")
+    check_choice(problems, "data.adapter.tf.sampling.unit", t.sampling.unit, ["episode", "step"])
+    check_choice(problems, "data.adapter.bad_records", d.adapter.bad_records, ["fail", "skip"])
+    check(problems, d.adapter.io_threads >= 1, f"data.adapter.io_threads={d.adapter.io_threads} must be >= 1")
+    if t.sampling.unit == "step":
+        check(problems, t.sampling.samples_per_episode <= 1,
+              f"data.adapter.tf.sampling.unit=step draws each key's episode by its pair count, so "
+              f"samples_per_episode={t.sampling.samples_per_episode} cannot share episodes; use unit=episode or "
+              "samples_per_episode=0")
     check(problems, t.debug.synthetic_num_samples >= 1,
           f"data.adapter.tf.debug.synthetic_num_samples={t.debug.synthetic_num_samples} must be >= 1")
     entries = d.dataset.oxe.datasets
@@ -664,164 +477,6 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
                             "dataset a weight > 0 (or 'proportionate')")
 
 
-_NOOP_DEFAULTS: dict[str, Any] = {
-    "tf.iterator.persistent": True,
-    "tf.train.episode_queue_shuffle_buffer": 1000,
-    "tf.train.intra_episode_sample_shuffle_buffer": 200,
-    "tf.train.global_stream_shuffle_buffer": 5000,
-    "tf.val.episode_queue_shuffle_buffer": 0,
-    "tf.val.intra_episode_sample_shuffle_buffer": 0,
-    "tf.val.global_stream_shuffle_buffer": 0,
-    "tf.pipeline.post_mix_decode_resize": False,
-    "tf.mixing.selector_run_length": 1,
-    "tf.mixing.parallelism_mode": "full",
-    "tf.mixing.python_prefetch_min_ready_datasets": 1,
-    "tf.mixing.per_dataset_private_threadpool_size": 16,
-}
-
-_NOOP_WHY = {
-    "tf.iterator.persistent": "the train iterator is always persistent and validation reads the fixed cached set",
-    "tf.train.episode_queue_shuffle_buffer": "samples are drawn independently from the episode index",
-    "tf.train.intra_episode_sample_shuffle_buffer": "samples are drawn independently from the episode index",
-    "tf.train.global_stream_shuffle_buffer": "samples are drawn independently from the episode index",
-    "tf.val.episode_queue_shuffle_buffer": "the val set is a fixed key list",
-    "tf.val.intra_episode_sample_shuffle_buffer": "the val set is a fixed key list",
-    "tf.val.global_stream_shuffle_buffer": "the val set is a fixed key list",
-    "tf.pipeline.post_mix_decode_resize": "hlrp always decodes and resizes last, after mixing",
-    "tf.mixing.selector_run_length": "only the 'choose' strategy has a selector",
-    "tf.mixing.parallelism_mode": "one global thread budget (data.adapter.threads) is split by weight",
-    "tf.mixing.python_prefetch_min_ready_datasets": "there is no per-dataset initial fill under index sampling",
-    "tf.mixing.per_dataset_private_threadpool_size": "one shared thread pool serves every dataset",
-}
-
-
-def _get(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def inert_warnings(d: DataConfig) -> list[str]:
-    """C11 and the no-op column: one message per knob set to a value that has no effect."""
-    out = []
-    for key, default in _NOOP_DEFAULTS.items():
-        val = _get(d.adapter, key)
-        if val != default:
-            if key == "tf.mixing.selector_run_length" and d.adapter.tf.mixing.strategy == "choose":
-                continue
-            out.append(f"data.adapter.{key}={val!r} has no effect in hlrp ({_NOOP_WHY[key]})")
-    t = d.adapter.tf
-    if t.mixing.strategy == "python" and t.train.global_stream_shuffle_buffer not in (0, 5000):
-        out.append("data.adapter.tf.train.global_stream_shuffle_buffer is ignored with mixing.strategy=python "
-                   "(as in the predecessor)")
-    if d.loader.prefetch_factor is not None:
-        out.append(f"data.loader.prefetch_factor={d.loader.prefetch_factor} has no effect (the adapter prefetches by "
-                   "bytes: data.adapter.tf.prefetch.final_stream_buffer, data.adapter.ram_budget_mb)")
-    if not t.tfds_read.skip_steps_decoding:
-        out.append("data.adapter.tf.tfds_read.skip_steps_decoding=false is legacy: hlrp still keeps frames encoded "
-                   "and decodes only the used frames, last")
-    if not d.preprocess.return_metadata:
-        out.append("data.preprocess.return_metadata=false: hlrp always returns a dict batch; use batch['frames']")
-    ti = t.tfds_read.interleave_parallelism
-    cyc = t.tfds_read.cycle_length
-    if ti != AUTOTUNE and cyc != AUTOTUNE and ti > cyc:
-        out.append(f"data.adapter.tf.tfds_read.interleave_parallelism={ti} exceeds tfds_read.cycle_length={cyc}: the "
-                   f"effective value is {cyc} (derived, C2); this rung differs from baseline only by name")
-    pi, ec = t.pipeline.interleave_parallelism, t.pipeline.episode_concurrency
-    if pi != AUTOTUNE and ec != AUTOTUNE and pi < ec:
-        out.append(f"data.adapter.tf.pipeline.interleave_parallelism={pi} is derived; effective value = "
-                   f"episode_concurrency={ec}")
-    return out
-
-
-def _per_dataset_seed(global_seed: int, entry: DatasetEntry) -> int:
-    if entry.seed is not None:
-        return int(entry.seed)
-    return (int(global_seed) + zlib.crc32(entry.name.encode())) & 0x7FFFFFFF
-
-
-def effective_knobs(cfg: Any) -> dict[str, Any]:
-    """The effective data knobs after clamping and derivation, as a flat {dotted key: value} dict.
-
-    ``cfg`` is a ``Config`` (or a ``DataConfig``). ``hlrp_core.runs.start`` records this under ``data.effective``;
-    the loader prints it at startup. Budget knobs report the requested value and what it became.
-    """
-    d: DataConfig = cfg.data if hasattr(cfg, "data") else cfg
-    a, t = d.adapter, d.adapter.tf
-    cores = usable_cores()
-    threads = a.threads or max(1, cores - 1)
-    bs, size = d.loader.batch_size, d.preprocess.image_size
-    nf = num_frames(t.pair_frames.mode, t.pair_frames.stride, t.pair_frames.n, None)
-    batch_bytes = bs * 3 * size * size * (nf if nf else 2)
-    budget = a.ram_budget_mb * 2 ** 20
-    queue_bytes = budget // 4
-    fsb = t.prefetch.final_stream_buffer
-    want_ready = threads if fsb == AUTOTUNE else max(0, fsb)
-    ready = max(1, min(want_ready + threads, max(1, queue_bytes // max(1, batch_bytes))))
-    weights = resolve_weights(d.dataset.oxe.datasets) if d.dataset.oxe.datasets else {}
-    ti, cyc = t.tfds_read.interleave_parallelism, t.tfds_read.cycle_length
-    eff: dict[str, Any] = {
-        "threads": threads,
-        "usable_cores": cores,
-        "ram_budget_mb": a.ram_budget_mb,
-        "episode_cache_mb": round((budget - queue_bytes) / 2 ** 20, 1),
-        "ready_queue_mb": round(queue_bytes / 2 ** 20, 1),
-        "batches_in_flight": ready,
-        "frames_per_sample": nf if nf else "k+1 (mode=all)",
-        "tf.tfds_read.source": t.tfds_read.source,
-        "tf.tfds_read.skip_steps_decoding": True,
-        "tf.tfds_read.interleave_parallelism": min(ti, cyc) if AUTOTUNE not in (ti, cyc) else threads,
-        "tf.tfds_read.decode_parallelism": f"shared pool of {threads} (requested {t.tfds_read.decode_parallelism})",
-        "tf.pipeline.transform_parallelism": f"shared pool of {threads} (requested "
-                                             f"{t.pipeline.transform_parallelism})",
-        "tf.pipeline.episode_concurrency": f"episode cache (requested {t.pipeline.episode_concurrency})",
-        "tf.pipeline.interleave_parallelism": t.pipeline.episode_concurrency,
-        "tf.pipeline.emit_encoded_pairs": True,
-        "tf.pipeline.post_mix_decode_resize": True,
-        "tf.prefetch.final_stream_buffer": ready,
-        "tf.mixing.strategy": t.mixing.strategy,
-        "tf.mixing.mix_block_length": t.mixing.mix_block_length,
-        "tf.mixing.stall_timeout_s": t.mixing.python_prefetch_wait_timeout_s,
-        "tf.sampling.seed": t.sampling.seed,
-        "tf.sampling.samples_per_episode": t.sampling.samples_per_episode,
-        "tf.iterator.persistent": True,
-        "no_op_knobs_set": [w.split("=")[0] for w in inert_warnings(d) if "has no effect" in w],
-    }
-    for name, w in weights.items():
-        eff[f"weight.{name}"] = round(w, 6)
-        eff[f"thread_share.{name}"] = round(w * threads, 4)
-    for e in d.dataset.oxe.datasets:
-        if e.name in weights:
-            eff[f"seed.{e.name}"] = _per_dataset_seed(t.sampling.seed, e)
-    return eff
-
-
-def num_frames(mode: str, stride: int, n: int, k: Optional[int]) -> Optional[int]:
-    """Frames per sample for a pair-frame mode (None when it depends on k and k is unknown)."""
-    if mode == "endpoints":
-        return 2
-    if mode == "fixed_n":
-        return n
-    if k is None:
-        return None
-    if mode == "all":
-        return k + 1
-    if mode == "stride":
-        return len(frame_offsets(mode, stride, n, k))
-    raise ValueError(mode)
-
-
-def frame_offsets(mode: str, stride: int, n: int, k: int) -> list[int]:
-    """Offsets within [0, k] of the frames a sample carries (always includes 0 and k)."""
-    if mode == "endpoints":
-        return [0, k]
-    if mode == "all":
-        return list(range(k + 1))
-    if mode == "stride":
-        offs = list(range(0, k + 1, max(1, stride)))
-        if offs[-1] != k:
-            offs.append(k)
-        return offs
-    if mode == "fixed_n":
-        return [int(round(i * k / (n - 1))) for i in range(n)]
-    raise ValueError(mode)
+# the effective-knob arithmetic lives in its own module; these names stay importable from here
+from .data_effective import (effective_knobs, frame_offsets, inert_warnings, loader_seed,  # noqa: E402,F401
+                             num_frames, per_dataset_seed, usable_cores)

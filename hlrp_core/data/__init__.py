@@ -1,6 +1,7 @@
 """Data: registry, embedded/mirror generators, episode index, sampler, loader, benchmark. TF is imported lazily."""
 
-_LAZY = {"build_datamodule": "loader", "open_loader": "loader", "PairLoader": "loader", "PairDataModule": "loader",
+_LAZY = {"build_datamodule": "datamodule", "open_loader": "loader", "PairLoader": "loader",
+         "PairDataModule": "datamodule",
          "effective_knobs": None}
 
 

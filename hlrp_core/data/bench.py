@@ -81,7 +81,7 @@ def reference_bench(loader, batches: int, warmup: int, timeout_s: float = 600.0)
 
     spec = {"threads": loader.threads, "batch_size": loader.batch_size, "image_size": loader.size,
             "batches": batches, "warmup": warmup, "shuffle": 1000,
-            "datasets": [{"files": loader._train_idx(ds).files, "image_feature": f"steps/{ds.spec.image_path}",
+            "datasets": [{"files": ds.train.files, "image_feature": f"steps/{ds.spec.image_path}",
                           "k": ds.k_min, "weight": ds.weight} for ds in loader.datasets]}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
@@ -143,7 +143,7 @@ def run_bench(cfg: Any, batches: Optional[int] = None, warmup: Optional[int] = N
 
             for di, pos, t_, k_ in keys.tolist():
                 ds = loader.datasets[di]
-                fr = loader._episode_frames(ds, ds.train_split, pos)
+                fr = loader.episode(ds, "train", pos).frames
                 pairs.append([fr[t_ + o] for o in frame_offsets(loader.pf.mode, loader.pf.stride, loader.pf.n, k_)])
             b = decode_bound(pairs, loader.size, loader.mode, loader.threads)
             bound.append(b["decode_bound_pairs_per_s"])
@@ -212,6 +212,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", action="store_true", default=None,
                    help="also run the Octo/dlimp-style tf.data pipeline on the same data (child process)")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
+    p.add_argument("--cold", action="store_true",
+                   help="start-up at scale: fresh index cache, shards evicted from the page cache; reports first "
+                        "batch, bytes read before it, peak RSS, USS/PSS (docs/data_at_scale.md)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="with --cold: N loader processes on one cache (the shared index's PSS is counted once)")
+    p.add_argument("--cache-dir", default="", help="index cache directory for --cold (default: a new temp dir)")
 
 
 def config_for(args) -> Any:
@@ -239,24 +245,34 @@ def config_for(args) -> Any:
 
 def cmd_bench(args) -> int:
     from ..config.errors import ConfigError
-    from .index import CorruptShardError
+    from .episode import LayoutError
     from .sources import DataSourceError
+    from .tfrecord import CorruptShardError
 
+    if args.cold or args.processes > 1:
+        from .bench_scale import print_scale, run_scale
+
+        try:
+            res = run_scale(args, log=(lambda *a: None) if args.json else print)
+        except (ConfigError, DataSourceError, CorruptShardError, LayoutError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print_scale(res, args.json)
+        return 0
     try:
         cfg = config_for(args)
         res = run_bench(cfg, batches=args.batches, warmup=args.warmup, val_cycles=args.val_cycles,
                         rounds=args.rounds, reference=args.reference,
                         log=(lambda *a: None) if args.json else print)
-    except (ConfigError, DataSourceError, CorruptShardError) as exc:
+    except (ConfigError, DataSourceError, CorruptShardError, LayoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(res))
         return 0
     for r in res.get("startup_report", []):
-        print(f"  {r['dataset']:40s} {r['source']:12s} v{r['version']:6s} train {r['train_episodes']:5d} "
-              f"pairs {r['eligible_pairs']:7d} val {r['val_episodes']:4d} index {r['index_s']:.2f}s"
-              f"{' (cached)' if r['index_cached'] else ''} first {r['first_element_s']:.3f}s")
+        print(f"  {r['dataset']:40s} {r['source']:12s} v{r['version']:6s} train {r['train_episodes']:7d} "
+              f"val {r['val_episodes']:5d} shards {r['shards']:5d} first {r['first_element_s']:.3f}s")
     keys = ["num_datasets", "batch_size", "image_size", "threads", "pairs_per_s", "decode_bound_pairs_per_s",
             "bare_decode_pairs_per_s", "ratio", "first_batch_s", "startup_s", "peak_rss_mb", "loader_rss_mb",
             "rss_after_val_cycles_mb", "threads_after_val_cycles", "stage_s_last_round", "close_s",

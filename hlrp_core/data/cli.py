@@ -1,4 +1,5 @@
-"""``hlrp data ...``: make-demo (embedded default datasets) and mirror (29-dataset stand-ins).
+"""``hlrp data ...``: make-demo (embedded default datasets), mirror (29-dataset stand-ins; ``--frame-size``: one large
+cheap dataset), bench (``--cold``: start-up at scale) and verify (CRC + layout of every record).
 
 Extend by adding a ``_register_<name>(data_sub)`` function and calling it from :func:`register`; command functions
 import heavy libraries lazily.
@@ -18,6 +19,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     _register_make_demo(data_sub)
     _register_mirror(data_sub)
     _register_bench(data_sub)
+    from . import verify  # light: stdlib only at import time
+
+    verify.register(data_sub)
+    from . import stats  # light: numpy/stdlib only at import time
+
+    stats.register(data_sub)
     data.set_defaults(data_subparsers=data_sub)
     return data
 
@@ -36,7 +43,11 @@ def _register_mirror(data_sub) -> None:
     p.add_argument("--episodes", type=int, default=8, help="episodes per dataset (train split)")
     p.add_argument("--root", required=True, help="mirror root: writes <root>/<tfds_dir>/<version>/")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shards", type=int, default=1, help="TFRecord shards per dataset")
+    p.add_argument("--shards", type=int, default=None,
+                   help="TFRecord shards per dataset (default 1; with --frame-size: one per 100 episodes)")
+    p.add_argument("--frame-size", type=int, default=0,
+                   help="scale mode: one dataset (--datasets NAME), frames this many pixels square, records copied "
+                        "from a small rendered pool (e.g. --episodes 100000 --frame-size 16)")
     p.add_argument("--overwrite", action="store_true", help="replace existing non-empty dataset directories")
     p.set_defaults(func=cmd_mirror)
 
@@ -80,9 +91,26 @@ def cmd_mirror(args) -> int:
     except reg.UnknownDatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.frame_size:
+        from .mirror import write_scale_dataset
+
+        names = reg.resolve_list(args.datasets)
+        if len(names) != 1:
+            print(f"error: --frame-size writes one dataset; got --datasets {args.datasets} ({len(names)} names)",
+                  file=sys.stderr)
+            return 2
+        try:
+            r = write_scale_dataset(args.root, names[0], args.episodes, args.frame_size, args.seed,
+                                    num_shards=args.shards or 0, overwrite=args.overwrite)
+        except TargetNotEmptyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{r['name']}: {r['episodes']} episodes in {r['shards']} shards, {_human(r['bytes'])}, "
+              f"{r['seconds']:.1f} s  {r['path']}")
+        return 0
     try:
         report = write_mirror(args.root, args.datasets, episodes=args.episodes, seed=args.seed,
-                              overwrite=args.overwrite, num_shards=args.shards)
+                              overwrite=args.overwrite, num_shards=args.shards or 1)
     except TargetNotEmptyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

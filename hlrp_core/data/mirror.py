@@ -5,7 +5,8 @@ structure the registry describes (camera key and raw size, extra cameras, state/
 dtypes, dict/flat/string action, code-point instructions, ``episode_metadata/robot`` for robonet), filled with
 procedural tabletop episodes (``hlrp_core.data.synth.tabletop``) rendered at low resolution and upscaled.
 
-Known answer per stand-in step: the first two kept action dimensions are the gripper's normalised displacement
+Datasets the registry marks ``image_bgr`` store the main camera BGR, as the real ones do. Known answer per
+stand-in step: the first two kept action dimensions are the gripper's normalised displacement
 (dx, dy) from frame t to t+1 (``delta`` datasets) or its normalised position at t+1 (``absolute`` datasets, so
 a[t+k] - a[t] is the displacement); the first two state dimensions are the gripper position at t;
 ``episode_metadata/primitive_id`` is the motion class 0..7. tidybot's string action is the direction name.
@@ -120,7 +121,8 @@ def spec_episode(spec: reg.DatasetSpec, seed: int, split_id: int, index: int, nu
     steps = []
     for t in range(T):
         obs: dict = {}
-        _put(obs, spec.image_key, rw.jpeg_bytes(frames[t], quality), literal)
+        main = frames[t][..., ::-1] if spec.image_bgr else frames[t]  # stored BGR like the real dataset
+        _put(obs, spec.image_key, rw.jpeg_bytes(main, quality), literal)
         for key, cf in cams.items():
             _put(obs, key, rw.jpeg_bytes(cf[t], quality), literal)
         pos = ep.positions[t]
@@ -264,6 +266,35 @@ def write_mirror(root, datasets="all29", episodes: int = 8, seed: int = 0, overw
     out["seconds"] = round(time.perf_counter() - t0, 3)
     out["bytes"] = sum(d["bytes"] for d in out["datasets"].values())
     return out
+
+
+def write_scale_dataset(root, name: str = "rt1", episodes: int = 100000, frame_size: int = 16, seed: int = 0, *,
+                        num_shards: int = 0, pool: int = 64, overwrite: bool = False) -> dict:
+    """A large cheap stand-in of one dataset for scale benchmarks (docs/data_at_scale.md): the registry's layout
+    with the main camera at ``frame_size`` x ``frame_size``, ``episodes`` train episodes in ``num_shards`` shards
+    (0 = one per 100 episodes, about the real mirror's ~113), each a serialized copy of one of ``pool`` rendered
+    episodes (so writing costs disk bandwidth, not rendering)."""
+    import dataclasses
+
+    t0 = time.perf_counter()
+    spec = dataclasses.replace(reg.get(name), image_hw=(int(frame_size), int(frame_size)), extra_cameras=())
+    features = spec_features(spec)
+    lengths = episode_lengths(spec, seed, 0, pool)
+    records = [features.serialize_example(spec_episode(spec, seed, 0, i, T, max_side=None).example)
+               for i, T in enumerate(lengths)]
+    shards = int(num_shards) or max(1, int(episodes) // 100)
+
+    def gen():
+        for i in range(int(episodes)):
+            yield records[i % pool]
+
+    path = rw.write_dataset(root, spec.tfds_dir, spec.version, features, {"train": gen},
+                            num_episodes={"train": int(episodes)}, num_shards=shards, overwrite=overwrite,
+                            description=f"hlrp scale stand-in for {spec.name} ({frame_size}px frames)")
+    return {"name": name, "path": str(path), "episodes": int(episodes), "shards": shards,
+            "seconds": round(time.perf_counter() - t0, 2), "bytes": rw.dir_size_bytes(path),
+            "record_bytes_mean": float(np.mean([len(r) for r in records])),
+            "steps_mean": float(np.mean(lengths))}
 
 
 def human_bytes(n: float) -> str:

@@ -57,7 +57,7 @@ class DatasetSpec:
         image_hw: Raw (H, W) of that camera.
         instruction_key: Key of the instruction.
         instruction_location: ``obs`` = ``steps/observation/<key>``, ``step`` = ``steps/<key>``.
-        instruction_encoding: ``string`` (tf.string), ``codepoints`` (int32[512] Unicode code points, NUL padded:
+        instruction_encoding: ``string`` (tf.string), ``codepoints`` (int32[512] holding UTF-8 bytes, NUL padded:
             language_table) or ``multimodal`` (vima template whose placeholders point into assets; text incomplete).
         state_key: Observation key of the state (nested path allowed), None = no state (zeros, state_dim 0).
         state_dims: Leading state dimensions kept (0 when state_key is None).
@@ -81,6 +81,10 @@ class DatasetSpec:
         extra_obs: Other numeric observation features written by the stand-in mirror, as (key, width) pairs.
         extra_action: Other entries of a ``dict`` action, as (key, width, dtype) triples (width 0 = scalar).
         embedded: True for hlrp's own known-answer datasets (built by ``make_demo``).
+        has_instruction: False where the dataset has no instruction feature (then "" per step); otherwise a
+            record without ``instruction_key`` is a layout error.
+        image_bgr: The main camera is stored BGR (channels flipped at decode; kpertsch/rlds_dataset_mod's
+            ``prepare_open_x`` fixes the same three datasets: docs/data_at_scale.md).
         notes: Provenance of non-table facts and other remarks.
     """
 
@@ -112,6 +116,8 @@ class DatasetSpec:
     extra_obs: tuple[tuple[str, int], ...] = ()
     extra_action: tuple[tuple[str, int, str], ...] = ()
     embedded: bool = False
+    has_instruction: bool = True
+    image_bgr: bool = False
     notes: str = ""
 
     # --- derived -----------------------------------------------------------------------------------------------
@@ -239,7 +245,7 @@ _OXE_29: list[DatasetSpec] = [
          sdims=2, ssrc=2, layout="dict", akey="world_vector", adims=3, asrc=3, k=5, hz=10, eps=122,
          extra_cameras=(_C("wrist_image", (240, 320)),), extra_action=_RT1_ACTION),
     _oxe("berkeley_fanuc_manipulation", None, "0.1.0", "image", (224, 224), _LI, "step", state="state", sdims=2,
-         ssrc=13, adims=6, asrc=6, k=5, hz=10, eps=415, w=2.0, extra_cameras=(_C("wrist_image", (224, 224)),)),
+         image_bgr=True, ssrc=13, adims=6, asrc=6, k=5, hz=10, eps=415, w=2.0, extra_cameras=(_C("wrist_image", (224, 224)),)),
     _oxe("uiuc_d3field", None, "0.1.0", "image_1", (360, 640), _LI, "step", state="state", sdims=2, ssrc=4,
          adims=3, asrc=3, k=5, hz=1, eps=192,
          known_bad="Octo comments it out of its mix as having broken raw data (Q2); proprio disputed (Q3)"),
@@ -256,7 +262,7 @@ _OXE_29: list[DatasetSpec] = [
     _oxe("robo_set", None, "0.0.1", "image_left", (240, 424), _LI, "step", state="state", sdims=2, ssrc=8,
          adims=8, asrc=8, k=5, hz=5, eps=18250, extra_cameras=(_C("image_wrist", (240, 424)),)),
     _oxe("stanford_hydra_dataset_converted_externally_to_rlds", None, "0.1.0", "image", (240, 320), _LI, "step",
-         state="state", sdims=2, ssrc=27, adims=7, asrc=7, k=5, hz=10, eps=570, w=2.0, language_ok=False,
+         image_bgr=True, state="state", sdims=2, ssrc=27, adims=7, asrc=7, k=5, hz=10, eps=570, w=2.0, language_ok=False,
          extra_cameras=(_C("wrist_image", (240, 320)),)),
     _oxe("stanford_robocook_converted_externally_to_rlds", None, "0.1.0", "image_1", (256, 256), _LI, "step",
          state="state", sdims=2, ssrc=7, adims=7, asrc=7, k=5, hz=5, eps=2460),
@@ -282,7 +288,7 @@ _OXE_29: list[DatasetSpec] = [
          notes="pose0_position is a pick/place primitive target, not a per-step delta (Q7); short episodes (Q13); "
                "instruction is a template over multimodal_instruction_assets (Q9). " + _P_SRC),
     _oxe("utaustin_mutex", None, "0.1.0", "image", (128, 128), _LI, "step", state="state", sdims=2, ssrc=24,
-         adims=7, asrc=7, k=5, hz=20, eps=1500, w=1.0, language_ok=False,
+         image_bgr=True, adims=7, asrc=7, k=5, hz=20, eps=1500, w=1.0, language_ok=False,
          extra_cameras=(_C("wrist_image", (128, 128)),)),
     _oxe("fmb", None, "0.0.1", "image_side_1", (256, 256), _LI, "step", state="state_gripper_pose", sdims=2,
          ssrc=2, adims=7, asrc=7, k=5, hz=10, eps=8611, w=1.0, extra_cameras=(_C("image_wrist_1", (256, 256)),),

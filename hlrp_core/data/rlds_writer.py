@@ -101,7 +101,7 @@ def write_dataset(root, tfds_dir: str, version: str, features, splits: Mapping[s
         version: Version directory, e.g. ``0.1.0``.
         features: A ``tfds.features.FeaturesDict`` (see :func:`rlds_features`).
         splits: split name -> zero-argument callable yielding episode dicts (already in feature structure; images
-            may be given as encoded bytes).
+            may be given as encoded bytes) or already serialized records (``bytes``, written as they are).
         num_episodes: split name -> number of episodes the callable yields (needed to cut shards in order).
         num_shards: Shards per split (an int for all splits or a mapping); capped at the split's episode count.
         overwrite: Replace an existing non-empty target.
@@ -139,7 +139,8 @@ def write_dataset(root, tfds_dir: str, version: str, features, splits: Mapping[s
                 count = 0
                 with tf.io.TFRecordWriter(os.fspath(path)) as writer:
                     for _ in range(bounds[s + 1] - bounds[s]):
-                        record = features.serialize_example(next(episodes))
+                        ep = next(episodes)
+                        record = ep if isinstance(ep, bytes) else features.serialize_example(ep)
                         writer.write(record)
                         total_bytes += len(record)
                         count += 1

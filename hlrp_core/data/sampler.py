@@ -1,24 +1,32 @@
-"""Deterministic sample keys (DATA_ADAPTER section 3.3): key i = (dataset d, episode e, start t, gap k) is a pure
-function of (seed, epoch, i), computed with a counter-based hash (splitmix64), so the same config gives the same keys
-whatever the thread count or timing, and resuming at step s continues from index s * B.
+"""Deterministic sample keys (docs/data_at_scale.md): key i = (dataset d, episode e, start t, gap k) is a pure
+function of (seed, epoch, i) and the data, computed with a counter-based hash (splitmix64), so the same config gives
+the same keys whatever the thread count, timing or cache state, and resuming at step s continues from index s * B.
 
 - d: drawn by weight once per block of ``mix_block_length`` consecutive indices (inverse-CDF on the cumulative
-  weights: a pure function of one uniform draw, like an alias table).
-- e: ``samples_per_episode=0``: pair-uniform, P(e) proportional to T_e - k_min over eligible episodes (T_e - 1 >=
-  k_min). ``samples_per_episode=N``: episode-uniform; the N indices of one group i // N that pick the same dataset
-  share the episode (one read).
-- k: uniform in [k_min, min(k_max, T_e - 1)]; t: uniform in {0, ..., T_e - 1 - k}. Never clamped.
+  weights: a pure function of one uniform draw).
+- e, ``unit=episode`` (default): uniform over the split slice [lo, hi) from dataset_info.json alone; with
+  ``samples_per_episode=N >= 2`` the N indices of one group i // N that pick the same dataset share the episode. An
+  episode too short for k_min (T - 1 < k_min) is skipped deterministically: attempt a + 1 redraws from stream
+  100 + a of the same counter, so every process makes the same choice.
+- e, ``unit=step``: P(e) proportional to T_e - k_min over eligible episodes (needs every length: from the index
+  cache filled by ``hlrp data verify`` or a previous full pass).
+- k uniform in [k_min, min(k_max, T_e - 1)]; t uniform in {0, ..., T_e - 1 - k}, both from uniforms drawn per index
+  and applied once T_e is known (from the one read of the episode the pair needs anyway). Never clamped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _G = np.uint64(0x9E3779B97F4A7C15)
+
+#: Redraws of a too-short episode before the dataset is reported as having (almost) no usable episode.
+MAX_ATTEMPTS = 64
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -43,61 +51,77 @@ def uniform(seed: int, stream: int, counter: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DatasetDraw:
-    """What the sampler needs about one dataset: eligible episodes (positions into its train episode list) with
-    their lengths, the gap range and its seed."""
+    """What the sampler needs about one dataset: the split slice [lo, hi), the gap range, its seed and (``unit=step``
+    only) the cumulative eligible pairs of the slice's episodes."""
 
-    lengths: np.ndarray  # T of each eligible episode
-    episodes: np.ndarray  # episode ids (int64) of the eligible episodes
+    lo: int
+    hi: int
     k_min: int
     k_max: int
     seed: int
+    cum_pairs: Optional[np.ndarray] = None
 
-    def __post_init__(self) -> None:
-        w = (self.lengths.astype(np.float64) - self.k_min)
-        self._cum = np.cumsum(w)
 
-    @property
-    def num_pairs(self) -> int:
-        return int(self._cum[-1]) if len(self._cum) else 0
+def pick_tk(T: int, k_min: int, k_max: int, uk: float, ut: float) -> tuple[int, int]:
+    """(t, k) of an episode of T steps from the two uniforms of its key (requires T - 1 >= k_min)."""
+    kmax = min(k_max, T - 1)
+    k = min(k_min + int(uk * (kmax - k_min + 1)), kmax)
+    t = min(int(ut * (T - k)), T - 1 - k)
+    return t, k
 
 
 class KeySampler:
-    """keys(start, n) -> int64 arrays (d, e_pos, t, k) for global indices start..start+n-1."""
+    """Draws per global index i: dataset, episode (per attempt) and the (uk, ut) uniforms."""
 
     def __init__(self, datasets: list[DatasetDraw], weights: np.ndarray, seed: int, block: int = 1,
-                 samples_per_episode: int = 0, epoch: int = 0):
+                 samples_per_episode: int = 0, unit: str = "episode", epoch: int = 0):
         self.datasets = datasets
         w = np.asarray(weights, np.float64)
         self.cdf = np.cumsum(w / w.sum())
         self.seed = int(seed)
         self.block = max(1, int(block))
         self.spe = int(samples_per_episode)
+        self.unit = unit
         self.epoch = int(epoch)
 
-    def keys(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def dataset_of(self, i: np.ndarray) -> np.ndarray:
+        ud = uniform(self.seed + 7919 * self.epoch, 1, np.asarray(i, np.int64) // self.block)
+        return np.minimum(np.searchsorted(self.cdf, ud, side="right"), len(self.datasets) - 1).astype(np.int64)
+
+    def episode(self, di: int, i: int, attempt: int = 0) -> int:
+        """Episode position of index ``i`` in dataset ``di`` at redraw ``attempt`` (0 = first choice)."""
+        ds = self.datasets[di]
+        s = ds.seed + 7919 * self.epoch
+        if self.unit == "step":
+            u = float(uniform(s, 2, np.array([i]))[0]) * float(ds.cum_pairs[-1])
+            return ds.lo + min(int(np.searchsorted(ds.cum_pairs, u, side="right")), ds.hi - ds.lo - 1)
+        group = i // self.spe if self.spe >= 2 else i
+        u = float(uniform(s, 3 if attempt == 0 else 100 + attempt, np.array([group]))[0])
+        return ds.lo + min(int(u * (ds.hi - ds.lo)), ds.hi - ds.lo - 1)
+
+    def gap_uniforms(self, di: int, i: int) -> tuple[float, float]:
+        s = self.datasets[di].seed + 7919 * self.epoch
+        c = np.array([i])
+        return float(uniform(s, 4, c)[0]), float(uniform(s, 5, c)[0])
+
+    def resolve(self, di: int, i: int, length_of) -> tuple[int, int, int, int]:
+        """(episode, t, k, redraws) of index ``i`` in dataset ``di``; ``length_of(di, pos)`` gives T. Episodes too
+        short for k_min are redrawn (deterministically); raises ``ValueError`` after ``MAX_ATTEMPTS``."""
+        ds = self.datasets[di]
+        for attempt in range(MAX_ATTEMPTS):
+            pos = self.episode(di, i, attempt)
+            T = int(length_of(di, pos))
+            if T - 1 >= ds.k_min:
+                uk, ut = self.gap_uniforms(di, i)
+                t, k = pick_tk(T, ds.k_min, ds.k_max, uk, ut)
+                return pos, t, k, attempt
+        raise ValueError(f"{MAX_ATTEMPTS} draws found no episode with T >= {ds.k_min + 1}")
+
+    def keys(self, start: int, n: int, length_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """int64 arrays (d, episode, t, k) of global indices start..start+n-1 (``length_of`` as in ``resolve``)."""
         i = np.arange(start, start + n, dtype=np.int64)
-        seed = self.seed + 7919 * self.epoch
-        ud = uniform(seed, 1, i // self.block)
-        d = np.minimum(np.searchsorted(self.cdf, ud, side="right"), len(self.datasets) - 1).astype(np.int64)
-        e = np.zeros(n, np.int64)
-        t = np.zeros(n, np.int64)
-        k = np.zeros(n, np.int64)
-        for di in np.unique(d):
-            ds = self.datasets[int(di)]
-            m = d == di
-            ii = i[m]
-            s = ds.seed + 7919 * self.epoch
-            if self.spe <= 0:
-                ue = uniform(s, 2, ii) * ds._cum[-1]
-                pos = np.minimum(np.searchsorted(ds._cum, ue, side="right"), len(ds.lengths) - 1)
-            else:
-                ue = uniform(s, 3, ii // self.spe)
-                pos = np.minimum((ue * len(ds.lengths)).astype(np.int64), len(ds.lengths) - 1)
-            T = ds.lengths[pos].astype(np.int64)
-            kmax = np.minimum(ds.k_max, T - 1)
-            kk = ds.k_min + (uniform(s, 4, ii) * (kmax - ds.k_min + 1)).astype(np.int64)
-            kk = np.minimum(kk, kmax)
-            tt = (uniform(s, 5, ii) * (T - kk)).astype(np.int64)
-            tt = np.minimum(tt, T - 1 - kk)
-            e[m], t[m], k[m] = pos, tt, kk
+        d = self.dataset_of(i)
+        e, t, k = (np.zeros(n, np.int64) for _ in range(3))
+        for r, (di, ii) in enumerate(zip(d.tolist(), i.tolist())):
+            e[r], t[r], k[r], _ = self.resolve(di, ii, length_of)
         return d, e, t, k

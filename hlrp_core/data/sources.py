@@ -111,13 +111,23 @@ def _listdir(p: str) -> list[str]:
     return sorted(x.rstrip("/") for x in import_tf().io.gfile.listdir(p))
 
 
-def _version_dir(base: str, version: str) -> Optional[str]:
-    """``<base>/<version>`` if it holds dataset_info.json; else the only complete version present (DATASETS Q11)."""
-    cand = f"{base}/{version}"
-    if _exists(cand) and _exists_file(f"{cand}/dataset_info.json"):
-        return version
+def _version_dir(base: str, version: str, name: str = "", chosen: str = "") -> Optional[str]:
+    """The version directory to read (DATASETS Q11): ``chosen`` (``data.adapter.versions.<name>``) when given;
+    else the registry's ``version`` when it is the only complete one; else the only complete version present.
+    Several complete versions side by side without a choice is an error listing them and naming the knob."""
+    if chosen:
+        if _exists_file(f"{base}/{chosen}/dataset_info.json"):
+            return chosen
+        raise DataSourceError(f"data.adapter.versions.{name}={chosen!r}: {base}/{chosen}/dataset_info.json does not "
+                              "exist; pick one of the version directories present")
     versions = [v for v in _listdir(base) if re.match(r"^\d+\.\d+\.\d+$", v)] if _exists(base) else []
     complete = [v for v in versions if _exists_file(f"{base}/{v}/dataset_info.json")]
+    if len(complete) > 1:
+        raise DataSourceError(f"{base} holds {len(complete)} complete versions of {name or 'this dataset'}: "
+                              f"{complete} (the registry names {version}); select one with "
+                              f"data.adapter.versions.{name}=<version> (e.g. {complete[-1]}) or remove the others")
+    if version in complete:
+        return version
     if len(complete) == 1:
         log.warning("%s: version %s not found, using the only version present: %s", base, version, complete[0])
         return complete[0]
@@ -158,8 +168,9 @@ def _layout(path: str, tfds_dir: str) -> dict[str, SplitLayout]:
     return out
 
 
-def resolve_source(spec: DatasetSpec, tfds_read: Any, root: str) -> ResolvedSource:
-    """Resolve one dataset per ``tfds_read.source``; raises ``DataSourceError`` naming the path and the fix."""
+def resolve_source(spec: DatasetSpec, tfds_read: Any, root: str, version: str = "") -> ResolvedSource:
+    """Resolve one dataset per ``tfds_read.source`` (``version``: an explicit version directory); raises
+    ``DataSourceError`` naming the path and the fix."""
     source = tfds_read.source
     local_base = f"{root}/{spec.tfds_dir}"
     gcs_base = f"{tfds_read.gcs_root.rstrip('/')}/{spec.tfds_dir}"
@@ -171,7 +182,7 @@ def resolve_source(spec: DatasetSpec, tfds_read: Any, root: str) -> ResolvedSour
                 raise DataSourceError(f"data root {root} does not exist (looked for {spec.name} at "
                                       f"{local_base}/{spec.version}); {fix_local}")
         else:
-            ver = _version_dir(local_base, spec.version)
+            ver = _version_dir(local_base, spec.version, spec.name, version)
             if ver is not None:
                 path = f"{local_base}/{ver}"
                 how = "local" if source == "local" else "auto->local"
@@ -182,7 +193,7 @@ def resolve_source(spec: DatasetSpec, tfds_read: Any, root: str) -> ResolvedSour
                 raise DataSourceError(f"dataset {spec.name!r} not found: no {local_base}/{spec.version}/dataset_info"
                                       f".json; {fix_local}{extra}")
     # gcs, or auto with explicit opt-in
-    ver = spec.version
+    ver = version or spec.version
     path = f"{gcs_base}/{ver}"
     if not _exists(path):
         raise DataSourceError(f"dataset {spec.name!r} not found at {path}; check tfds_read.gcs_root and the version")

@@ -77,8 +77,8 @@ def decode_instruction(spec: reg.DatasetSpec, value: Any) -> str:
     if value is None:
         return ""
     if spec.instruction_encoding == "codepoints":
-        cps = np.asarray(value).ravel()
-        return "".join(chr(int(c)) for c in cps if int(c) > 0)
+        cps = np.asarray(value).ravel()  # UTF-8 bytes, one per int (language_table): decode bytes
+        return bytes(int(c) & 0xFF for c in cps if int(c) > 0).decode("utf-8", "replace")
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.dtype.kind in "SO":

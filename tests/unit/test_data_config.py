@@ -242,43 +242,52 @@ def test_split_resolution_rounds_like_tfds():
 
 
 # ------------------------------------------------------------------------------------------------- sample keys
-def _sampler(seed=42, spe=0, block=1):
+def _sampler(seed=42, spe=0, block=1, unit="episode"):
     rng = np.random.default_rng(0)
-    draws = [DatasetDraw(rng.integers(4, 60, size=50), np.arange(50), 3, 3, 11),
-             DatasetDraw(rng.integers(11, 20, size=7), np.arange(7), 5, 10, 12),
-             DatasetDraw(np.array([6, 6]), np.arange(2), 5, 5, 13)]
-    return draws, KeySampler(draws, np.array([0.5, 0.3, 0.2]), seed, block=block, samples_per_episode=spe)
+    lengths = [rng.integers(4, 60, size=50), rng.integers(11, 20, size=7), np.array([6, 6, 3])]  # T=3 < k+1: skipped
+    draws = [DatasetDraw(0, 50, 3, 3, 11), DatasetDraw(0, 7, 5, 10, 12), DatasetDraw(0, 3, 5, 5, 13)]
+    if unit == "step":
+        for dr, T in zip(draws, lengths):
+            dr.cum_pairs = np.cumsum(np.maximum(0, T - dr.k_min)).astype(np.float64)
+    s = KeySampler(draws, np.array([0.5, 0.3, 0.2]), seed, block=block, samples_per_episode=spe, unit=unit)
+    return draws, lengths, s, (lambda di, pos: lengths[di][pos])
 
 
 def test_sample_keys_are_a_pure_function_of_seed_and_index():
-    _, s1 = _sampler()
-    _, s2 = _sampler()
-    a = np.stack(s1.keys(0, 10000), 1)
-    b = np.stack(s2.keys(0, 10000), 1)
+    _, _, s1, L = _sampler()
+    _, _, s2, _ = _sampler()
+    a = np.stack(s1.keys(0, 10000, L), 1)
+    b = np.stack(s2.keys(0, 10000, L), 1)
     assert (a == b).all()
     # any window reproduces the same keys (resume at step s == index s*B)
-    assert (np.stack(s1.keys(4800, 96), 1) == a[4800:4896]).all()
-    _, s3 = _sampler(seed=43)
-    assert not (np.stack(s3.keys(0, 1000), 1) == a[:1000]).all()
+    assert (np.stack(s1.keys(4800, 96, L), 1) == a[4800:4896]).all()
+    _, _, s3, _ = _sampler(seed=43)
+    assert not (np.stack(s3.keys(0, 1000, L), 1) == a[:1000]).all()
 
 
-@pytest.mark.parametrize("spe", [0, 1, 4])
-def test_sample_keys_never_clamped_and_t_uniform(spe):
-    draws, s = _sampler(spe=spe)
-    d, e, t, k = s.keys(0, 20000)
+@pytest.mark.parametrize("spe,unit", [(0, "episode"), (1, "episode"), (4, "episode"), (0, "step")])
+def test_sample_keys_never_clamped_and_t_uniform(spe, unit):
+    draws, lengths, s, L = _sampler(spe=spe, unit=unit)
+    d, e, t, k = s.keys(0, 20000, L)
     for di, dr in enumerate(draws):
         m = d == di
-        T = dr.lengths[e[m]]
+        T = lengths[di][e[m]]
         assert (k[m] >= dr.k_min).all() and (k[m] <= np.minimum(dr.k_max, T - 1)).all()
         assert (t[m] >= 0).all() and (t[m] + k[m] <= T - 1).all()
+    assert not ((d == 2) & (e == 2)).any()  # the too-short episode is never used
     m = d == 0
     # starts are spread over the episode, not "always the episode start" (spe1 defect)
     assert (t[m] == 0).mean() < 0.2 and t[m].max() > 20
     shares = np.bincount(d, minlength=3) / len(d)
     assert shares == pytest.approx([0.5, 0.3, 0.2], abs=0.02)
+    # the unit decides P(episode): uniform over episodes, or proportional to T - k_min
+    counts = np.bincount(e[m], minlength=50) / m.sum()
+    pairs = np.maximum(0, lengths[0] - 3)
+    want = pairs / pairs.sum() if unit == "step" else np.full(50, 1 / 50)
+    assert np.abs(counts - want).max() < 0.012
 
 
 def test_block_mixing_keeps_blocks_in_one_dataset():
-    _, s = _sampler(block=4)
-    d = s.keys(0, 400)[0].reshape(-1, 4)
+    _, _, s, L = _sampler(block=4)
+    d = s.keys(0, 400, L)[0].reshape(-1, 4)
     assert (d == d[:, :1]).all()

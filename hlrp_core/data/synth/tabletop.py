@@ -192,9 +192,10 @@ def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def codepoints(text: str, length: int = 512) -> np.ndarray:
-    """language_table encoding: int32 Unicode code points, NUL padded to ``length``."""
+    """language_table encoding: an int32 array holding the instruction's UTF-8 bytes, NUL padded to ``length``
+    (bytes, not Unicode code points: the two agree only for ASCII)."""
     cps = np.zeros(length, dtype=np.int32)
-    arr = np.array([ord(c) for c in text[:length]], dtype=np.int32)
+    arr = np.frombuffer(text.encode("utf-8")[:length], dtype=np.uint8).astype(np.int32)
     cps[: len(arr)] = arr
     return cps
 
@@ -203,4 +204,4 @@ def decode_codepoints(cps) -> str:
     arr = np.asarray(cps).reshape(-1)
     nz = np.nonzero(arr == 0)[0]
     end = int(nz[0]) if len(nz) else len(arr)
-    return "".join(chr(int(c)) for c in arr[:end])
+    return bytes(int(c) & 0xFF for c in arr[:end]).decode("utf-8", "replace")
