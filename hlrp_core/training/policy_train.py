@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from .callbacks import RamGuardCallback
+from .interrupts import TrainingDiverged, fail_run, finish_fit
 from .policy_artifact import export_stage2_artifact
 from .policy_labels import LatentLabeller, load_laq_labeller, smoke_laq_artifact
 from .policy_module import PolicyModule, check_policy_checkpoint
@@ -116,7 +117,12 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
 
     trainer = build_trainer(cfg, rec, extra_callbacks, **trainer_overrides)
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except TrainingDiverged as exc:
+        fail_run(run, str(exc))
+        raise
+    finish_fit(trainer, run)  # a stop request (signal, RAM guard, stop_request file) -> FAILED + RunStopped
     stopped = next((c.stopped_reason for c in trainer.callbacks if isinstance(c, RamGuardCallback)), None)
     if module.last_val_step != trainer.global_step and not stopped:
         trainer.validate(module, datamodule=dm, verbose=False)

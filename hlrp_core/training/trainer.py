@@ -24,6 +24,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
+from .interrupts import RunGuard, TrainingDiverged, fail_run, finish_fit
+from .safe_checkpoint import add_checkpoint_io
 from .verdict import VerdictCallback, thresholds_from_config
 
 log = logging.getLogger("hlrp.training")
@@ -71,15 +73,17 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
     accelerator = resolve_accelerator(t)
     if t.max_epochs not in (-1, None):
         log.warning("training.max_epochs=%s is ignored: runs are step-limited (training.max_steps)", t.max_epochs)
+    guard = RunGuard(run, max_loss=t.divergence.max_loss)  # stop requests, signals, divergence (interrupts.py)
     callbacks: list[L.Callback] = [
         checkpoint_callback(run.dir, t),
         HeartbeatCallback(run, t.heartbeat_every_n_steps),
         HostMemoryCallback(t.log_every_n_steps),
         MetricsJsonCallback(run),
-        RamGuardCallback(run, t.ram_guard.min_available_mb),
+        RamGuardCallback(run, t.ram_guard.min_available_mb, stopper=guard),
         BatchMixCallback(run, t.dataset_usage_logger.log_batch_composition_every_n_steps),
         VerdictCallback(run, n_boot=t.verdict.n_boot, thresholds=thresholds_from_config(t.verdict)),
         *extra_callbacks,
+        guard,
     ]
     kwargs: dict[str, Any] = dict(
         accelerator=accelerator, devices=t.devices if accelerator == "gpu" else 1, num_nodes=t.num_nodes,
@@ -94,6 +98,7 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
     if t.num_nodes <= 1 and (accelerator == "cpu" or t.devices == 1):
         kwargs["plugins"] = [LightningEnvironment()]
     kwargs.update(overrides)
+    kwargs["plugins"] = add_checkpoint_io(kwargs.get("plugins"))  # atomic, finite-checked checkpoints
     return L.Trainer(**kwargs)
 
 
@@ -130,7 +135,12 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
         run.log.info("resuming from %s at step %s", ckpt_path, ck.get("global_step"))
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     trainer = build_trainer(cfg, run, extra_callbacks, **trainer_overrides)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except TrainingDiverged as exc:
+        fail_run(run, str(exc))
+        raise
+    finish_fit(trainer, run)  # a stop request (signal, RAM guard, stop_request file) -> FAILED + RunStopped
     stopped = getattr(next((c for c in trainer.callbacks if isinstance(c, RamGuardCallback)), None),
                       "stopped_reason", None)
     if module.last_val_step != trainer.global_step and not stopped:
