@@ -43,7 +43,9 @@ import yaml
 
 from . import config as _config
 from .io import atomic_write_json, atomic_write_text, read_json
+from .inputs import check_inputs
 from .paths import REPO_ROOT, output_root
+from .storage import is_write_error, write_error
 
 RUNNING, DONE, FAILED = "RUNNING", "DONE", "FAILED"
 STATUS, METRICS, CONFIG, PARAMS, ENV, LOG = "status", "metrics.json", "config.yaml", "params.yaml", "env.json", \
@@ -296,16 +298,27 @@ def start(experiment: str = "", overrides: Iterable[str] = (), *, seed: int = 0,
           smoke: bool = False, name: str = "") -> tuple[_config.Config, Run]:
     """Load and validate the config, then create (or adopt, when the launcher made it) the run directory and write
     ``config.yaml``, ``env.json``, ``status`` (RUNNING) and the log. Raises ``ConfigError`` before touching disk."""
+    if isinstance(overrides, str):
+        raise _config.ConfigError(f"overrides={overrides!r} is a string; give a list of KEY=VALUE strings, e.g. "
+                                  f"overrides: [{overrides!r}]")
     overrides = list(overrides)
     cfg = _config.load(experiment, overrides, smoke=smoke, seed=seed)
-    if run_dir:
-        path = Path(run_dir)
-        if (path / CONFIG).exists():
-            raise FileExistsError(f"{path} already holds a run (config.yaml exists); runs are never overwritten. "
-                                  "Leave run_dir empty for a fresh directory.")
-        path.mkdir(parents=True, exist_ok=True)
-    else:
-        path = new_run_dir(cfg.experiment.study or "scratch", cfg.experiment.name or name or experiment or "run")
+    problems = check_inputs(cfg)  # data root, artifact, checkpoint: before any directory exists
+    if problems:
+        raise _config.ConfigError(problems)
+    try:
+        if run_dir:
+            path = Path(run_dir)
+            if (path / CONFIG).exists():
+                raise FileExistsError(f"{path} already holds a run (config.yaml exists); runs are never "
+                                      "overwritten. Leave run_dir empty for a fresh directory.")
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path = new_run_dir(cfg.experiment.study or "scratch", cfg.experiment.name or name or experiment or "run")
+    except OSError as exc:
+        if is_write_error(exc):
+            raise write_error(exc.filename or run_dir or output_root(), exc, "run directory") from None
+        raise
     from .config.data import effective_knobs  # floor 1: the effective (clamped/derived) data knobs
 
     cfg.data.effective = effective_knobs(cfg)

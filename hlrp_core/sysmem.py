@@ -100,10 +100,12 @@ def _candidates(base: Path, rel: str) -> list[Path]:
     return out
 
 
-def cgroup_memory(proc_cgroup: str = PROC_CGROUP, root: str | os.PathLike = CGROUP_ROOT) -> Optional[CgroupMemory]:
-    """The limited memory cgroup with the least headroom on this process's path, or None when none is limited."""
-    v2, v1 = _memberships(proc_cgroup)
-    root = Path(root)
+def cgroup_memory(proc_cgroup: Optional[str] = None,
+                  root: Optional[str | os.PathLike] = None) -> Optional[CgroupMemory]:
+    """The limited memory cgroup with the least headroom on this process's path, or None when none is limited.
+    ``proc_cgroup`` / ``root`` default to ``PROC_CGROUP`` / ``CGROUP_ROOT`` (tests point them at a fake tree)."""
+    v2, v1 = _memberships(proc_cgroup or PROC_CGROUP)
+    root = Path(root or CGROUP_ROOT)
     found: list[CgroupMemory] = []
     if v2 is not None and (root / "cgroup.controllers").exists():  # unified hierarchy mounted at root
         for d in _candidates(root, v2):
@@ -145,7 +147,7 @@ class MemoryHeadroom:
                 f"{mb(c.headroom)}; host MemAvailable {mb(self.host_available)}")
 
 
-def headroom(proc_cgroup: str = PROC_CGROUP, root: str | os.PathLike = CGROUP_ROOT,
+def headroom(proc_cgroup: Optional[str] = None, root: Optional[str | os.PathLike] = None,
              host_available: Optional[int] = None) -> MemoryHeadroom:
     host = host_available_bytes() if host_available is None else int(host_available)
     cg = cgroup_memory(proc_cgroup, root)
@@ -154,6 +156,29 @@ def headroom(proc_cgroup: str = PROC_CGROUP, root: str | os.PathLike = CGROUP_RO
     return MemoryHeadroom(host, "host", host, cg)
 
 
-def available_bytes(proc_cgroup: str = PROC_CGROUP, root: str | os.PathLike = CGROUP_ROOT) -> int:
+def available_bytes(proc_cgroup: Optional[str] = None, root: Optional[str | os.PathLike] = None) -> int:
     """Bytes this process may still allocate before the host or its cgroup runs out (the loader budget's input)."""
     return headroom(proc_cgroup, root).available
+
+
+def oom_kill_count(proc_cgroup: Optional[str] = None, root: Optional[str | os.PathLike] = None) -> Optional[int]:
+    """How many processes the OOM killer has killed in this process's memory cgroup (v2 ``memory.events``, v1
+    ``memory.oom_control``: ``oom_kill N``), or None where the counter is not visible. A rise across a dead kernel
+    is the evidence that the OOM killer, not something else, killed it."""
+    v2, v1 = _memberships(proc_cgroup or PROC_CGROUP)
+    root = Path(root or CGROUP_ROOT)
+    if v2 is not None and (root / "cgroup.controllers").exists():
+        dirs, name = _candidates(root, v2), "memory.events"
+    elif v1 is not None:
+        dirs, name = _candidates(root / "memory", v1), "memory.oom_control"
+    else:
+        return None
+    for d in dirs:
+        try:
+            for line in (d / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None

@@ -17,7 +17,6 @@ Under DDP each decision is all-reduced (``reduce_boolean_decision``) so every ra
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
@@ -28,10 +27,10 @@ from typing import Any, Optional
 
 import lightning as L
 
+from ..stopping import SIGNAL_KIND, STOP_FILE, clear_stop_request, read_stop_request, request_stop  # noqa: F401
+
 log = logging.getLogger("hlrp.training")
-STOP_FILE = "stop_request"
 KINDS = {"interrupted": "interrupted", "time_limit": "time limit signal", "ram_guard": "ram_guard stop"}
-SIGNAL_KIND = {signal.SIGINT: "interrupted", signal.SIGTERM: "interrupted", signal.SIGUSR1: "time_limit"}
 
 
 class RunStopped(RuntimeError):
@@ -48,29 +47,6 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, reason: str, step: int = 0, value: float = math.nan):
         super().__init__(reason)
         self.step, self.value = step, value
-
-
-def request_stop(run_dir: str | Path, kind: str = "interrupted", detail: str = "") -> Path:
-    """Ask a training that runs with ``run_dir`` (in this or any process, e.g. a papermill kernel) to checkpoint and
-    stop at its next step end. Written atomically; the guard reads it at most once a second."""
-    from ..io import atomic_write_json
-
-    return atomic_write_json(Path(run_dir) / STOP_FILE, {"kind": kind, "detail": detail, "at": time.time()})
-
-
-def read_stop_request(run_dir: str | Path) -> Optional[dict]:
-    path = Path(run_dir) / STOP_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def clear_stop_request(run_dir: str | Path) -> None:
-    try:
-        (Path(run_dir) / STOP_FILE).unlink()
-    except OSError:
-        pass
 
 
 def _loss_of(outputs: Any) -> Optional[float]:
@@ -173,6 +149,8 @@ class RunGuard(L.Callback):
         ckpt = Path(self.run.dir) / "ckpt" / "last.ckpt" if self.run is not None else None
         if ckpt is not None and trainer.checkpoint_callback is not None:
             trainer.save_checkpoint(str(ckpt))
+            # ModelCheckpoint's own save_last must overwrite this file, not write a last-v1.ckpt beside it
+            trainer.checkpoint_callback.last_model_path = str(ckpt)
         reason = (f"{KINDS.get(kind, kind)} at step {step} (resumable): {detail}; checkpoint "
                   f"{ckpt if ckpt is not None else '(none)'}; continue with `hlrp resume <run dir>`")
         self.stopped = RunStopped(reason, kind, step, str(ckpt or ""))

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import torch
 
 from ..config import flatten, to_dict
+from ..inputs import checkpoint_problem
+from ..paths import resolve
 
 HPARAMS_SCHEMA_VERSION = 1
 #: Config sections whose differences are listed in a resume diff (the rest is run bookkeeping).
@@ -24,24 +26,6 @@ class IncompatibleCheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed into this config; the message lists every difference and the fix."""
 
 
-def checkpoint_problem(path: str | os.PathLike, knob: str = "training.resume_from") -> str:
-    """Why ``path`` cannot be a checkpoint (missing, a directory, empty, not a torch zip archive), or "" when it
-    looks like one; cheap (no tensors are read), so ``hlrp run`` checks it before a run directory exists."""
-    import zipfile
-
-    p = Path(path)
-    if p.is_dir():
-        hint = p / "ckpt" / "last.ckpt"
-        return (f"{knob}={str(path)!r} is a directory; point it at a checkpoint file"
-                + (f", e.g. {hint}" if hint.exists() else ", e.g. <old run>/ckpt/last.ckpt"))
-    if not p.exists():
-        return f"{knob}={str(path)!r}: no such checkpoint; point it at <old run>/ckpt/last.ckpt"
-    if p.stat().st_size == 0 or not zipfile.is_zipfile(p):
-        return (f"{knob}={str(path)!r}: {p} is not a readable torch checkpoint (truncated, or not a checkpoint: "
-                f"{p.stat().st_size} bytes); point it at another checkpoint, e.g. an earlier ckpt/step_*.ckpt")
-    return ""
-
-
 def load_checkpoint(path: str | os.PathLike, knob: str = "training.resume_from") -> dict:
     """The checkpoint dict; a missing, truncated or foreign file raises ``IncompatibleCheckpointError`` naming the
     file and ``knob``."""
@@ -49,7 +33,7 @@ def load_checkpoint(path: str | os.PathLike, knob: str = "training.resume_from")
     if problem:
         raise IncompatibleCheckpointError(problem)
     try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+        ckpt = torch.load(resolve(path), map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - a damaged archive raises whatever its reader hits
         raise IncompatibleCheckpointError(
             f"{knob}={str(path)!r}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); it is "

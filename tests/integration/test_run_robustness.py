@@ -13,7 +13,8 @@ import torch
 import hlrp_core.runs as runs
 from hlrp_core.training import trainer as T
 from hlrp_core.training.artifacts import ARTIFACT_NAME, ArtifactError, load_laq_artifact, save_laq_artifact
-from hlrp_core.training.interrupts import RunStopped, TrainingDiverged, request_stop
+from hlrp_core.stopping import request_stop
+from hlrp_core.training.interrupts import RunStopped, TrainingDiverged
 
 pytestmark = pytest.mark.integration
 
