@@ -205,6 +205,8 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
         reason = f"{type(exc).__name__}: {exc}"
         if stops.signal_name:
             reason = stops.unclean_reason()
+        elif is_write_error(exc):  # e.g. papermill cannot save notebook.ipynb on a full disk
+            reason = str(write_error(getattr(exc, "filename", None) or out / "notebook.ipynb", exc, "file"))
         elif "DeadKernel" in type(exc).__name__:
             reason += f" ({watch.dead_kernel_reason()})"  # evidence: exit signal + cgroup OOM counter
         pm_log.error("notebook failed: %s", reason)

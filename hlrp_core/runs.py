@@ -83,7 +83,19 @@ def new_run_dir(study: str, name: str, root: Path | None = None) -> Path:
 
 def write_status(run_dir: str | os.PathLike, state: str, reason: str = "") -> None:
     reason = " ".join(str(reason).split())  # one line
-    atomic_write_text(Path(run_dir) / STATUS, state + ("\n" + reason if reason else "") + "\n")
+    text = state + ("\n" + reason if reason else "") + "\n"
+    try:
+        atomic_write_text(Path(run_dir) / STATUS, text)
+    except OSError:
+        # a full disk cannot hold the temp file, but the existing status file's block can be rewritten in place:
+        # a run must not stay RUNNING because the disk that made it fail is full
+        path = Path(run_dir) / STATUS
+        if not path.exists():
+            raise
+        with open(path, "r+b") as fh:
+            data = text.encode()[:4096]
+            fh.write(data)
+            fh.truncate(len(data))
 
 
 def read_status(run_dir: str | os.PathLike) -> tuple[str, str]:

@@ -169,6 +169,8 @@ def fail_run(run: Any, reason: str, extra: Optional[dict] = None) -> None:
     try:
         if extra:
             run.record(extra)
+    except OSError:  # a full disk may refuse metrics.json; the status below is still written (in place)
+        pass
     finally:
         if hasattr(run, "fail"):
             run.fail(reason)

@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ..storage import OutputWriteError
 from .callbacks import RamGuardCallback
 from .interrupts import TrainingDiverged, fail_run, finish_fit
 from .policy_artifact import export_stage2_artifact
@@ -119,7 +120,7 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
     t0 = time.time()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, OutputWriteError) as exc:  # FAILED with the reason, not a bare traceback
         fail_run(run, str(exc))
         raise
     finish_fit(trainer, run)  # a stop request (signal, RAM guard, stop_request file) -> FAILED + RunStopped

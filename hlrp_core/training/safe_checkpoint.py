@@ -9,6 +9,7 @@ previous ``last.ckpt`` / ``step_*.ckpt`` intact and no truncated file under a fi
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -17,7 +18,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..io import atomic_save
-from ..storage import is_write_error, write_error
+from ..storage import free_bytes, is_write_error, write_error
+
+LOW_FREE = 64 * 2**20  # a torch.save that fails with less free space than this failed for lack of space
 
 
 class NonFiniteWeightsError(ValueError):
@@ -53,10 +56,9 @@ def save_atomic(obj: Any, path: str | os.PathLike, what: str = "checkpoint") -> 
         if is_write_error(exc):
             raise write_error(path, exc, what) from None
         raise
-    except RuntimeError as exc:  # torch's zip writer reports ENOSPC as "... file write failed"
-        if "write" in str(exc).lower():
-            import errno
-
+    except RuntimeError as exc:  # torch's zip writer reports ENOSPC as "file write failed" / "unexpected pos"
+        free = free_bytes(path)
+        if "write" in str(exc).lower() or "unexpected pos" in str(exc) or (free is not None and free < LOW_FREE):
             raise write_error(path, OSError(errno.ENOSPC, str(exc)), what) from None
         raise
 

@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from ..storage import OutputWriteError
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
 from .interrupts import RunGuard, TrainingDiverged, fail_run, finish_fit
@@ -137,7 +138,7 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
     trainer = build_trainer(cfg, run, extra_callbacks, **trainer_overrides)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, OutputWriteError) as exc:  # FAILED with the reason, not a bare traceback
         fail_run(run, str(exc))
         raise
     finish_fit(trainer, run)  # a stop request (signal, RAM guard, stop_request file) -> FAILED + RunStopped

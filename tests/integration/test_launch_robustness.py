@@ -108,14 +108,45 @@ def test_truncated_checkpoint_and_bad_params_files(tmp_path):
         assert _run_dirs(tmp_path / name) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions, so no read-only root can be made")
-def test_read_only_output_root(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        res = _hlrp("run", "notebooks/00_workbench_check.ipynb", out_root=ro)
-    finally:
-        ro.chmod(0o755)
-    assert res.returncode == 2 and "cannot write run directory" in res.stderr and "free space there" in res.stderr
-    assert "Traceback" not in res.stderr
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small tmpfs (``tmpfs(size, ro=False)``); skipped where mounting is not permitted (not root / no
+    CAP_SYS_ADMIN). Unmounted at the end."""
+    mounted = []
+
+    def mount(size: str, ro: bool = False) -> Path:
+        where = tmp_path / f"mnt{len(mounted)}"
+        where.mkdir()
+        opts = f"size={size}" + (",ro" if ro else "")
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode}); needs root")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_full_disk_fails_with_the_path_and_no_half_checkpoint(tmpfs):
+    root = tmpfs("2m")  # holds the run's small files, not one 3 MB laq_tiny checkpoint
+    res = _hlrp("run", LAQ, out_root=root)
+    assert res.returncode == 1, res.stdout + res.stderr
+    (run_dir,) = _run_dirs(root)
+    state, reason = runs.read_status(run_dir)
+    assert state == "FAILED" and "cannot write checkpoint" in reason and "disk (or quota) is full" in reason, reason
+    assert "free space there:" in reason and "HLRP_OUTPUT_ROOT" in reason
+    ckpts = list((run_dir / "ckpt").glob("*")) if (run_dir / "ckpt").exists() else []
+    assert ckpts == [], ckpts  # neither a truncated step_*.ckpt nor a temp file is left behind
+    from hlrp_core.analysis.runs_table import describe_run
+
+    assert describe_run(run_dir).failure == "disk"
+
+
+def test_read_only_output_root(tmpfs):
+    ro = tmpfs("1m", ro=True)
+    res = _hlrp("run", "notebooks/00_workbench_check.ipynb", out_root=ro)
+    assert res.returncode == 2 and "cannot write run directory" in res.stderr and "read-only" in res.stderr, \
+        res.stderr
+    assert "free space there" in res.stderr and "Traceback" not in res.stderr
