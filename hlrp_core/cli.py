@@ -13,6 +13,7 @@ import sys
 #: Modules that add subcommands (``register(subparsers)``). A module that does not exist yet is skipped.
 SUBCOMMAND_MODULES = [
     "hlrp_core.launch",          # hlrp run, hlrp demo
+    "hlrp_core.resume_run",      # hlrp resume
     "hlrp_core.data.cli",        # hlrp data make-demo | mirror | bench
     "hlrp_core.ladder.cli",      # hlrp ladder expand | run | report
     "hlrp_core.cluster.cli",     # hlrp submit, hlrp jobs

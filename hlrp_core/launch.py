@@ -135,8 +135,10 @@ def _file_logger(run_dir: Path) -> logging.Handler:
 
 def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] = (), *, run_dir: str = "",
             study: str = "", kernel: str = KERNEL, extra_params: dict | None = None,
-            timeout_s: float | None = None, stop_grace_s: float = STOP_GRACE_S) -> tuple[int, Path | None]:
-    """Run one notebook into a new run directory. Returns (exit code, run dir or None)."""
+            timeout_s: float | None = None, stop_grace_s: float = STOP_GRACE_S,
+            resume: bool = False) -> tuple[int, Path | None]:
+    """Run one notebook into a new run directory (``resume``: into the existing ``run_dir`` as its next segment,
+    see ``hlrp_core.resume_run``). Returns (exit code, run dir or None)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -158,7 +160,9 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
         return 2, None
 
     try:
-        if run_dir:
+        if resume:
+            out = Path(run_dir)
+        elif run_dir:
             out = Path(run_dir)
             try:
                 out.mkdir(parents=True)
@@ -174,7 +178,13 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
               file=sys.stderr)
         return 2, None
     params["run_dir"] = str(out)
-    runs.atomic_write_text(out / runs.PARAMS, yaml.safe_dump(params, sort_keys=False))
+    if resume:
+        keep_segment_files(out)
+    else:
+        runs.atomic_write_text(out / runs.PARAMS, yaml.safe_dump(params, sort_keys=False))
+        runs.atomic_write_json(out / "launch.json", {  # what `hlrp resume` needs to run this notebook again
+            "notebook": str(nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb), "kernel": kernel,
+            "params_files": list(params_files), "sets": list(sets)})
     runs.write_status(out, runs.RUNNING)
     handler = _file_logger(out)
     pm_log = logging.getLogger("papermill")
@@ -222,6 +232,16 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
     print(f"hlrp run: {state}{' (' + reason + ')' if reason else ''} in {time.time() - t0:.1f} s", flush=True)
     print(f"run directory: {out}", flush=True)
     return code, out
+
+
+def keep_segment_files(run_dir: Path) -> None:
+    """Before a resumed segment: the previous executed notebook moves to ``segments/notebook.seg<N>.ipynb``."""
+    seg = run_dir / "segments"
+    seg.mkdir(exist_ok=True)
+    old = run_dir / "notebook.ipynb"
+    if old.exists():
+        n = len(list(seg.glob("notebook.seg*.ipynb")))
+        os.replace(old, seg / f"notebook.seg{n}.ipynb")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

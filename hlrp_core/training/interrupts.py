@@ -162,7 +162,7 @@ def guard_of(trainer: Any) -> Optional[RunGuard]:
     return next((c for c in trainer.callbacks if isinstance(c, RunGuard)), None)
 
 
-def fail_run(run: Any, reason: str, extra: Optional[dict] = None) -> None:
+def fail_run(run: Any, reason: str, extra: Optional[dict] = None, step: Optional[int] = None) -> None:
     """Record ``extra`` and mark ``run`` FAILED with ``reason`` (a ``RankRun``/test stand-in may lack ``fail``)."""
     if run is None:
         return
@@ -173,7 +173,10 @@ def fail_run(run: Any, reason: str, extra: Optional[dict] = None) -> None:
         pass
     finally:
         if hasattr(run, "fail"):
-            run.fail(reason)
+            try:
+                run.fail(reason, step=step)
+            except TypeError:  # a stand-in without the step argument (train.RankRun)
+                run.fail(reason)
 
 
 def finish_fit(trainer: Any, run: Any) -> None:
@@ -182,5 +185,6 @@ def finish_fit(trainer: Any, run: Any) -> None:
     if guard is None or guard.stopped is None:
         return
     stop = guard.stopped
-    fail_run(run, str(stop), {"stopped_reason": str(stop), "stopped_step": stop.step, "stopped_kind": stop.kind})
+    fail_run(run, str(stop), {"stopped_reason": str(stop), "stopped_step": stop.step, "stopped_kind": stop.kind},
+             step=stop.step)
     raise stop

@@ -26,6 +26,7 @@ from .interrupts import TrainingDiverged, fail_run, finish_fit
 from .policy_artifact import export_stage2_artifact
 from .policy_labels import LatentLabeller, load_laq_labeller, smoke_laq_artifact
 from .policy_module import PolicyModule, check_policy_checkpoint
+from .resume import resume_segment
 from .trainer import build_trainer, resolve_accelerator
 
 
@@ -111,6 +112,7 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
         ckpt = check_policy_checkpoint(resume, module)
         start_step = int(ckpt.get("global_step", 0))
         say(f"[Resume] {resume}: compatible; continuing at step {start_step}")
+        resume_segment(run, start_step)  # same run dir: trim timeseries.csv, record the segment
         del ckpt
     dm = datamodule if datamodule is not None else _default_datamodule(cfg)
     if start_step and hasattr(dm, "set_start_index"):

@@ -126,3 +126,52 @@ def set_data_position(datamodule: Any, ckpt: Mapping[str, Any]) -> int:
         datamodule.set_start_index(index)
         return index
     return -1
+
+
+# ----------------------------------------------------------------------------------- resuming into the same directory
+def continue_timeseries(run_dir: str | os.PathLike, step: int, name: str = "timeseries.csv") -> int:
+    """Before a resumed segment writes into ``run_dir``: keep the time-series rows of the steps the checkpoint holds
+    (``step`` < the checkpoint's global step, plus the rows its validation logged at that step) and drop the rest,
+    which the new segment trains again, so the file reads as one uninterrupted run; the full previous file is kept
+    as ``segments/timeseries.seg<N>.csv``. Returns the rows dropped. (A kill between the checkpoint and the flush
+    of that validation's rows loses those rows: the resumed fit does not validate its start step again.)"""
+    import csv
+
+    from ..io import atomic_write_text
+
+    path = Path(run_dir) / name
+    if not path.exists():
+        return 0
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    def kept(r: dict) -> bool:  # rows of the validation at the checkpoint's step stay: it is not run again
+        at = int(float(r["step"])) if r.get("step") else -1
+        return at < int(step) or (at == int(step) and not any(v for k, v in r.items() if k.startswith("train/")))
+
+    keep = [r for r in rows if kept(r)]
+    seg = Path(run_dir) / "segments"
+    seg.mkdir(exist_ok=True)
+    n = len(list(seg.glob("timeseries.seg*.csv")))
+    os.replace(path, seg / f"timeseries.seg{n}.csv")
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(keep)
+    atomic_write_text(path, buf.getvalue())
+    return len(rows) - len(keep)
+
+
+def resume_segment(run: Any, step: int) -> None:
+    """The resume hook of both fit functions: into a directory with a time series, trim it to ``step`` and record
+    the segment's start step (a resume into a fresh directory has neither and is left alone)."""
+    from ..runs import update_segment
+
+    if run is None or not hasattr(run, "dir"):
+        return
+    dropped = continue_timeseries(run.dir, step)
+    update_segment(run.dir, start_step=step)
+    if dropped and hasattr(run, "log"):
+        run.log.info("resume: kept timeseries.csv up to step %d (%d later rows were trained again)", step, dropped)

@@ -54,7 +54,19 @@ def timeseries_logger(run_dir: str | os.PathLike) -> CSVLogger:
     logger = CSVLogger(save_dir=str(run_dir), name="", version="")
     if rank_zero_only.rank == 0:  # other DDP ranks (srun) hold Lightning's dummy experiment and write nothing
         logger.experiment.metrics_file_path = os.path.join(logger.experiment.log_dir, TIMESERIES)
+        preload_header(logger.experiment)  # a resumed segment appends to the file (training/resume.py)
     return logger
+
+
+def preload_header(writer: Any) -> None:
+    """Give Lightning's CSV writer the columns of an existing time series, so it appends (and widens the header
+    when new columns appear) instead of failing on rows with columns it has not seen."""
+    import csv
+
+    path = Path(writer.metrics_file_path)
+    if path.exists():
+        with open(path, newline="") as fh:
+            writer.metrics_keys = sorted(next(csv.reader(fh), []))
 
 
 def checkpoint_callback(run_dir: str | os.PathLike, training: Any) -> ModelCheckpoint:
@@ -117,7 +129,7 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
     Returns the latest validation metrics plus ``global_step`` and ``artifact``."""
     from .artifacts import ARTIFACT_NAME, save_laq_artifact
     from .laq_module import LAQModule
-    from .resume import preflight
+    from .resume import preflight, resume_segment
 
     t = cfg.training
     if t.num_threads > 0:
@@ -134,6 +146,7 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
         ckpt_path = str(resolve(t.resume_from))
         ck = preflight(module, ckpt_path, cfg)  # raises IncompatibleCheckpointError before any data exists
         run.log.info("resuming from %s at step %s", ckpt_path, ck.get("global_step"))
+        resume_segment(run, int(ck.get("global_step", 0)))  # same run dir: trim timeseries.csv, record the segment
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     trainer = build_trainer(cfg, run, extra_callbacks, **trainer_overrides)
     try:
