@@ -195,6 +195,7 @@ class RunRow:
         metrics: Key metrics (see :data:`KEY_METRICS`).
         experiment: ``experiment`` parameter from ``params.yaml``.
         diff: Config diff against the reference ({key: (reference, this run)}), filled by :func:`collect_runs`.
+        segments: The run's segments (``segments.json``: one per start / resume / requeue), oldest first.
     """
 
     run: str
@@ -208,6 +209,7 @@ class RunRow:
     metrics: dict = field(default_factory=dict)
     experiment: str = ""
     diff: Optional[dict] = None
+    segments: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = {"run": self.run, "study": self.study, "status": self.status, "failure": self.failure,
@@ -240,7 +242,7 @@ def describe_run(run_dir: str | os.PathLike, root: str | os.PathLike | None = No
     return RunRow(run=run_dir.name, dir=str(run_dir), study=run_study(run_dir, root), status=state,
                   failure=failure, reason=reason, steps=steps_reached(run_dir, metrics),
                   heartbeat_age_s=None if age is None else round(age, 1), metrics=key_metrics(metrics),
-                  experiment=str(params.get("experiment") or ""))
+                  experiment=str(params.get("experiment") or ""), segments=_runs.read_segments(run_dir))
 
 
 def _human_s(s: float) -> str:
@@ -388,6 +390,12 @@ def format_table(rows: list[RunRow], diff_label: str = "") -> str:
     if notes:
         out += ["", "why runs did not finish:"]
         out += [f"  {r.run}: [{r.failure or r.status}] {r.reason}" for r in notes]
+    resumed = [r for r in rows if len(r.segments) > 1]
+    if resumed:
+        out += ["", "segments (start/resume/requeue: job, steps, how each ended):"]
+        for r in resumed:
+            out.append(f"  {r.run}:")
+            out += [f"    {format_segment(s)}" for s in r.segments]
     if any(r.diff is not None for r in rows):
         out += ["", f"config diff vs {diff_label or 'reference'}:"]
         for r in rows:
@@ -395,6 +403,14 @@ def format_table(rows: list[RunRow], diff_label: str = "") -> str:
             out += [f"    {k}={_short(v)} (was {_short(ref)})" for k, (ref, v) in (r.diff or {}).items()] or \
                 ["    (same config)"]
     return "\n".join(out)
+
+
+def format_segment(seg: dict) -> str:
+    """``#1 resume job 123 steps 20-30 DONE`` (an unknown end: the process died without writing one)."""
+    steps = f"{seg.get('start_step') if seg.get('start_step') is not None else '?'}-" \
+            f"{seg.get('end_step') if seg.get('end_step') is not None else '?'}"
+    job = f" job {seg['job_id']}" if seg.get("job_id") else ""
+    return f"#{seg.get('segment')} {seg.get('how')}{job} steps {steps} {seg.get('end') or '(no end recorded: LOST)'}"
 
 
 def counts(rows: Iterable[RunRow]) -> dict[str, int]:
