@@ -14,6 +14,7 @@ import sys
 SUBCOMMAND_MODULES = [
     "hlrp_core.launch",          # hlrp run
     "hlrp_core.demo",            # hlrp demo
+    "hlrp_core.resume_run",      # hlrp resume
     "hlrp_core.data.cli",        # hlrp data make-demo | mirror | bench
     "hlrp_core.ladder.cli",      # hlrp ladder expand | run | report
     "hlrp_core.cluster.cli",     # hlrp submit, hlrp jobs

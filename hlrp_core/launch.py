@@ -9,7 +9,12 @@ Order of events (so bad input loses nothing and never leaves a RUNNING run behin
 2. load + validate the config exactly as the notebook will: a ``ConfigError`` exits 2 before any directory exists;
 3. create the run directory (exclusive mkdir), write ``params.yaml`` and ``status`` RUNNING;
 4. run papermill (kernel ``hlrp``, cwd = repo root), streaming cell output to the terminal and ``unified.log``;
-5. a cell that raises -> ``status`` FAILED with the error, exit 1; success -> DONE, exit 0.
+5. a cell that raises -> ``status`` FAILED with the error (a more precise FAILED reason the kernel wrote itself,
+   e.g. ``interrupted at step N (resumable)``, is kept), exit 1; success -> DONE, exit 0;
+6. SIGINT/SIGTERM/SIGUSR1 to ``hlrp run``: handed to the kernel as ``<run>/stop_request`` (the kernel never gets
+   our signals): the training checkpoints at its next step and ends FAILED (resumable); a kernel that does not end
+   within ``--stop-grace`` seconds is killed and the run marked FAILED with the signal (``hlrp_core.stopping``).
+   Exit code 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ import yaml
 
 from . import runs
 from .config import ConfigError, load
+from .inputs import check_inputs
 from .paths import REPO_ROOT, resolve
+from .stopping import STOP_GRACE_S, KernelWatch, StopForwarder, keep_or_fail
+from .storage import is_write_error, write_error
 
 KERNEL = os.environ.get("HLRP_KERNEL", "hlrp")
 BANDS = [(0, 9, "data"), (10, 19, "train"), (20, 29, "ladders"), (30, 39, "analysis"), (90, 99, "reports")]
@@ -50,11 +58,19 @@ def notebook_defaults(notebook: Path) -> dict[str, Any]:
 
 def merge_params(notebook: Path, files: list[str], sets: list[str], extra: dict | None = None) -> dict[str, Any]:
     params = notebook_defaults(notebook)
+    defaults = dict(params)
     for f in files:
         path = resolve(f)
         if not path.exists():
             raise ConfigError(f"-f {f}: no such parameter file ({path})")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(f"-f {f}: {path} is not valid YAML{where} ({getattr(exc, 'problem', exc)}); a "
+                              "parameter file is a mapping, e.g. `experiment: laq_tiny` and "
+                              "`overrides: [\"training.max_steps=5\"]`") from None
         if not isinstance(data, dict):
             raise ConfigError(f"-f {f}: expected a mapping of notebook parameters")
         unknown = set(data) - set(params)
@@ -63,9 +79,30 @@ def merge_params(notebook: Path, files: list[str], sets: list[str], extra: dict 
                               f"(its parameters: {sorted(params)})")
         params.update(data)
     params.update(extra or {})
+    check_param_types(params, defaults, notebook)
     if sets:
         params["overrides"] = list(params.get("overrides") or []) + list(sets)
     return params
+
+
+def check_param_types(params: dict, defaults: dict, notebook: Path) -> None:
+    """Each parameter must have its default's type (an int where a float is expected is fine); ``overrides`` and
+    ``rung_overrides`` must be lists of strings (a string would be split into characters)."""
+    problems = []
+    for name, value in params.items():
+        default = defaults.get(name)
+        if default is None or value is None:
+            continue
+        want = type(default)
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        ok = ok or (want is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            problems.append(f"parameter {name}={value!r} is a {type(value).__name__}; {notebook.name} expects a "
+                            f"{want.__name__} (default {default!r})")
+        elif isinstance(value, list) and name.endswith("overrides") and not all(isinstance(v, str) for v in value):
+            problems.append(f"parameter {name}={value!r}: every entry must be a quoted KEY=VALUE string")
+    if problems:
+        raise ConfigError(problems)
 
 
 def study_for(notebook: Path) -> str:
@@ -98,8 +135,10 @@ def _file_logger(run_dir: Path) -> logging.Handler:
 
 def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] = (), *, run_dir: str = "",
             study: str = "", kernel: str = KERNEL, extra_params: dict | None = None,
-            timeout_s: float | None = None) -> tuple[int, Path | None]:
-    """Run one notebook into a new run directory. Returns (exit code, run dir or None)."""
+            timeout_s: float | None = None, stop_grace_s: float = STOP_GRACE_S,
+            resume: bool = False) -> tuple[int, Path | None]:
+    """Run one notebook into a new run directory (``resume``: into the existing ``run_dir`` as its next segment,
+    see ``hlrp_core.resume_run``). Returns (exit code, run dir or None)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -112,22 +151,40 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
         overrides = list(params.get("overrides") or []) + list(params.get("rung_overrides") or [])
         cfg = load(params.get("experiment", ""), overrides, smoke=bool(params.get("smoke", False)),
                    seed=params.get("seed"))
+        problems = check_inputs(cfg)  # data root, artifact, checkpoint: before any run directory exists
+        if problems:
+            raise ConfigError(problems)
         check_kernel(kernel)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2, None
 
-    if run_dir:
-        out = Path(run_dir)
-        try:
-            out.mkdir(parents=True)
-        except FileExistsError:
-            print(f"error: run directory {out} already exists; runs are never overwritten", file=sys.stderr)
-            return 3, None
-    else:
-        out = runs.new_run_dir(study or cfg.experiment.study or study_for(nb), cfg.experiment.name or run_name(nb))
+    try:
+        if resume:
+            out = Path(run_dir)
+        elif run_dir:
+            out = Path(run_dir)
+            try:
+                out.mkdir(parents=True)
+            except FileExistsError:
+                print(f"error: run directory {out} already exists; runs are never overwritten", file=sys.stderr)
+                return 3, None
+        else:
+            out = runs.new_run_dir(study or cfg.experiment.study or study_for(nb), cfg.experiment.name or run_name(nb))
+    except OSError as exc:
+        if not is_write_error(exc):
+            raise
+        print(f"error: {write_error(exc.filename or run_dir or runs.output_root(), exc, 'run directory')}",
+              file=sys.stderr)
+        return 2, None
     params["run_dir"] = str(out)
-    runs.atomic_write_text(out / runs.PARAMS, yaml.safe_dump(params, sort_keys=False))
+    if resume:
+        keep_segment_files(out)
+    else:
+        runs.atomic_write_text(out / runs.PARAMS, yaml.safe_dump(params, sort_keys=False))
+        runs.atomic_write_json(out / "launch.json", {  # what `hlrp resume` needs to run this notebook again
+            "notebook": str(nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb), "kernel": kernel,
+            "params_files": list(params_files), "sets": list(sets)})
     runs.write_status(out, runs.RUNNING)
     handler = _file_logger(out)
     pm_log = logging.getLogger("papermill")
@@ -137,10 +194,13 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
     os.environ["HLRP_COMMAND"] = " ".join(shlex.quote(a) for a in sys.argv)
     print(f"hlrp run: {nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb} -> {out}", flush=True)
     code = 0
+    stops = StopForwarder(out, grace_s=stop_grace_s, log=pm_log).install()
+    watch = KernelWatch()
     try:
         papermill.execute_notebook(str(nb), str(out / "notebook.ipynb"), parameters=params, kernel_name=kernel,
                                    log_output=True, progress_bar=False, cwd=str(REPO_ROOT),
-                                   autosave_cell_every=60, execution_timeout=timeout_s)
+                                   autosave_cell_every=60, execution_timeout=timeout_s,
+                                   kernel_manager_class=watch.kernel_manager_class())
         state, _ = runs.read_status(out)
         if state == runs.RUNNING:
             runs.write_status(out, runs.DONE)
@@ -149,22 +209,39 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
     except PapermillExecutionError as exc:
         reason = f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})"
         pm_log.error("notebook failed: %s\n%s", reason, "\n".join(exc.traceback))
-        runs.write_status(out, runs.FAILED, reason)
+        keep_or_fail(out, reason)
         code = 1
     except Exception as exc:  # kernel death (e.g. OOM kill -> DeadKernelError), timeouts, ...
         reason = f"{type(exc).__name__}: {exc}"
-        if "DeadKernel" in type(exc).__name__:
-            reason += " (the kernel died: killed by the OOM killer or a signal?)"
+        if stops.signal_name:
+            reason = stops.unclean_reason()
+        elif is_write_error(exc):  # e.g. papermill cannot save notebook.ipynb on a full disk
+            reason = str(write_error(getattr(exc, "filename", None) or out / "notebook.ipynb", exc, "file"))
+        elif "DeadKernel" in type(exc).__name__:
+            reason += f" ({watch.dead_kernel_reason()})"  # evidence: exit signal + cgroup OOM counter
         pm_log.error("notebook failed: %s", reason)
-        runs.write_status(out, runs.FAILED, reason)
+        keep_or_fail(out, reason)
         code = 1
     finally:
+        stops.uninstall()
         pm_log.removeHandler(handler)
         handler.close()
+    if stops.signal_name and runs.read_status(out)[0] == runs.FAILED:
+        code = 128 + int(stops.signum)  # the shell convention for "ended by signal N"
     state, reason = runs.read_status(out)
     print(f"hlrp run: {state}{' (' + reason + ')' if reason else ''} in {time.time() - t0:.1f} s", flush=True)
     print(f"run directory: {out}", flush=True)
     return code, out
+
+
+def keep_segment_files(run_dir: Path) -> None:
+    """Before a resumed segment: the previous executed notebook moves to ``segments/notebook.seg<N>.ipynb``."""
+    seg = run_dir / "segments"
+    seg.mkdir(exist_ok=True)
+    old = run_dir / "notebook.ipynb"
+    if old.exists():
+        n = len(list(seg.glob("notebook.seg*.ipynb")))
+        os.replace(old, seg / f"notebook.seg{n}.ipynb")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -176,7 +253,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         extra[key] = yaml.safe_load(value)
     code, _ = execute(args.notebook, args.file or [], args.set or [], run_dir=args.run_dir or "",
                       study=args.study or "", kernel=args.kernel, extra_params=extra,
-                      timeout_s=args.cell_timeout or None)
+                      timeout_s=args.cell_timeout or None, stop_grace_s=args.stop_grace)
     return code
 
 
@@ -193,4 +270,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kernel", default=KERNEL, help="Jupyter kernel (default: hlrp)")
     p.add_argument("--cell-timeout", type=float, default=0, metavar="SECONDS",
                    help="fail the run when one cell runs longer (papermill execution_timeout; 0 = no limit)")
+    p.add_argument("--stop-grace", type=float, default=STOP_GRACE_S, metavar="SECONDS",
+                   help="on SIGINT/SIGTERM/SIGUSR1: how long the training may take to checkpoint before the kernel is "
+                        f"killed (default {STOP_GRACE_S:g})")
     p.set_defaults(func=_cmd_run)

@@ -43,7 +43,9 @@ import yaml
 
 from . import config as _config
 from .io import atomic_write_json, atomic_write_text, read_json
+from .inputs import check_inputs
 from .paths import REPO_ROOT, output_root
+from .storage import is_write_error, write_error
 
 RUNNING, DONE, FAILED = "RUNNING", "DONE", "FAILED"
 STATUS, METRICS, CONFIG, PARAMS, ENV, LOG = "status", "metrics.json", "config.yaml", "params.yaml", "env.json", \
@@ -81,7 +83,19 @@ def new_run_dir(study: str, name: str, root: Path | None = None) -> Path:
 
 def write_status(run_dir: str | os.PathLike, state: str, reason: str = "") -> None:
     reason = " ".join(str(reason).split())  # one line
-    atomic_write_text(Path(run_dir) / STATUS, state + ("\n" + reason if reason else "") + "\n")
+    text = state + ("\n" + reason if reason else "") + "\n"
+    try:
+        atomic_write_text(Path(run_dir) / STATUS, text)
+    except OSError:
+        # a full disk cannot hold the temp file, but the existing status file's block can be rewritten in place:
+        # a run must not stay RUNNING because the disk that made it fail is full
+        path = Path(run_dir) / STATUS
+        if not path.exists():
+            raise
+        with open(path, "r+b") as fh:
+            data = text.encode()[:4096]
+            fh.write(data)
+            fh.truncate(len(data))
 
 
 def read_status(run_dir: str | os.PathLike) -> tuple[str, str]:
@@ -269,15 +283,21 @@ class Run:
         self._sampler.stop()
         stopped = merged.get("stopped_reason")
         if stopped:
-            write_status(self.dir, FAILED, f"RamGuard stop at step {merged.get('stopped_step', '?')}: {stopped}")
+            reason = f"RamGuard stop at step {merged.get('stopped_step', '?')}: {stopped}"
+            update_segment(self.dir, ended=_dt.datetime.now().isoformat(timespec="seconds"), end=f"FAILED: {reason}")
+            write_status(self.dir, FAILED, reason)
             self.log.error("run FAILED (stopped early): %s", stopped)
             return merged
+        update_segment(self.dir, ended=_dt.datetime.now().isoformat(timespec="seconds"), end="DONE",
+                       end_step=merged.get("global_step", merged.get("stage2/global_step")))
         write_status(self.dir, DONE)
         self.log.info("run DONE: %s", self.dir)
         return merged
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, step: int | None = None) -> None:
         self._sampler.stop()
+        update_segment(self.dir, ended=_dt.datetime.now().isoformat(timespec="seconds"), end=f"FAILED: {reason}",
+                       **({"end_step": step} if step is not None else {}))
         write_status(self.dir, FAILED, reason)
         self.log.error("run FAILED: %s", reason)
 
@@ -296,16 +316,31 @@ def start(experiment: str = "", overrides: Iterable[str] = (), *, seed: int = 0,
           smoke: bool = False, name: str = "") -> tuple[_config.Config, Run]:
     """Load and validate the config, then create (or adopt, when the launcher made it) the run directory and write
     ``config.yaml``, ``env.json``, ``status`` (RUNNING) and the log. Raises ``ConfigError`` before touching disk."""
+    if isinstance(overrides, str):
+        raise _config.ConfigError(f"overrides={overrides!r} is a string; give a list of KEY=VALUE strings, e.g. "
+                                  f"overrides: [{overrides!r}]")
     overrides = list(overrides)
     cfg = _config.load(experiment, overrides, smoke=smoke, seed=seed)
-    if run_dir:
-        path = Path(run_dir)
-        if (path / CONFIG).exists():
-            raise FileExistsError(f"{path} already holds a run (config.yaml exists); runs are never overwritten. "
-                                  "Leave run_dir empty for a fresh directory.")
-        path.mkdir(parents=True, exist_ok=True)
-    else:
-        path = new_run_dir(cfg.experiment.study or "scratch", cfg.experiment.name or name or experiment or "run")
+    problems = check_inputs(cfg)  # data root, artifact, checkpoint: before any directory exists
+    if problems:
+        raise _config.ConfigError(problems)
+    resume_dir = os.environ.get(RESUME_ENV, "")
+    if run_dir and resume_dir and Path(run_dir).resolve() == Path(resume_dir).resolve() \
+            and (Path(run_dir) / CONFIG).exists():
+        return _adopt_for_resume(Path(run_dir), cfg)
+    try:
+        if run_dir:
+            path = Path(run_dir)
+            if (path / CONFIG).exists():
+                raise FileExistsError(f"{path} already holds a run (config.yaml exists); runs are never "
+                                      "overwritten. Leave run_dir empty for a fresh directory.")
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path = new_run_dir(cfg.experiment.study or "scratch", cfg.experiment.name or name or experiment or "run")
+    except OSError as exc:
+        if is_write_error(exc):
+            raise write_error(exc.filename or run_dir or output_root(), exc, "run directory") from None
+        raise
     from .config.data import effective_knobs  # floor 1: the effective (clamped/derived) data knobs
 
     cfg.data.effective = effective_knobs(cfg)
@@ -316,6 +351,7 @@ def start(experiment: str = "", overrides: Iterable[str] = (), *, seed: int = 0,
     atomic_write_text(path / CONFIG, _config.to_yaml(cfg))
     atomic_write_json(path / ENV, capture_env())
     write_status(path, RUNNING)
+    start_segment(path, "start")
     log = attach_log(path, cfg.logging.level)
     sampler = MemorySampler(cfg.logging.memory_sample_interval_s, logging.getLogger("hlrp.mem")).start()
     _seed_python(cfg.seed)
@@ -326,6 +362,65 @@ def start(experiment: str = "", overrides: Iterable[str] = (), *, seed: int = 0,
     log.info("effective data knobs: %s", ", ".join(f"{k}={v}" for k, v in cfg.data.effective.items()))
     if cfg.logging.use_wandb:
         log.warning("logging.use_wandb=true has no effect: hlrp records to metrics.json/timeseries.csv")
+    return cfg, Run(path, cfg, log, sampler)
+
+
+# ---------------------------------------------------------------- segments (resumes into the same directory)
+RESUME_ENV = "HLRP_RESUME_RUN_DIR"  # set by `hlrp resume` (and the SLURM requeue) for the kernel's runs.start
+SEGMENTS = "segments.json"
+#: Config keys a resume may change (nothing a continued run computes depends on them); see hlrp_core.resume_run.
+RESUME_SAFE = ("training.max_steps", "training.num_threads", "training.ram_guard.", "training.heartbeat_every_n_steps",
+               "logging.", "data.adapter.threads", "training.resume_from", "data.effective.")
+
+
+def read_segments(run_dir: str | os.PathLike) -> list[dict]:
+    return read_json(Path(run_dir) / SEGMENTS, default=[]) or []
+
+
+def start_segment(run_dir: Path, how: str) -> dict:
+    segs = read_segments(run_dir)
+    seg = {"segment": len(segs), "how": how, "started": _dt.datetime.now().isoformat(timespec="seconds"),
+           "job_id": os.environ.get("SLURM_JOB_ID", ""), "host": socket.gethostname(), "pid": os.getpid(),
+           "start_step": 0 if how == "start" else None, "end_step": None, "ended": None, "end": None}
+    atomic_write_json(run_dir / SEGMENTS, segs + [seg])
+    return seg
+
+
+def update_segment(run_dir: str | os.PathLike, **fields: Any) -> None:
+    """Merge ``fields`` into the latest segment (no-op for a run without segments.json)."""
+    segs = read_segments(run_dir)
+    if not segs:
+        return
+    segs[-1].update(fields)
+    try:
+        atomic_write_json(Path(run_dir) / SEGMENTS, segs)
+    except OSError:  # a full disk must not hide the status written next
+        pass
+
+
+def _adopt_for_resume(path: Path, cfg: _config.Config) -> tuple[_config.Config, "Run"]:
+    """``runs.start`` for ``hlrp resume``: the same directory, the same config (except ``RESUME_SAFE`` keys), a new
+    segment; ``config.yaml`` is rewritten only for those keys (the previous one is kept in ``segments/``)."""
+    from .config.data import effective_knobs
+
+    cfg.data.effective = effective_knobs(cfg)
+    old = _config.flatten(yaml.safe_load((path / CONFIG).read_text()) or {})
+    new = _config.flatten(_config.to_dict(cfg))
+    safe = lambda k: any(k == s or (s.endswith(".") and k.startswith(s)) for s in RESUME_SAFE)  # noqa: E731
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+             if old.get(k) != new.get(k) and not safe(k)]
+    if diffs:
+        raise _config.ConfigError([f"cannot resume {path} with a different config ({len(diffs)} keys):"] + diffs)
+    segs = read_segments(path)
+    (path / "segments").mkdir(exist_ok=True)
+    os.replace(path / CONFIG, path / "segments" / f"config.seg{max(0, len(segs) - 1)}.yaml")
+    atomic_write_text(path / CONFIG, _config.to_yaml(cfg))
+    write_status(path, RUNNING)
+    seg = start_segment(path, "resume")
+    log = attach_log(path, cfg.logging.level)
+    sampler = MemorySampler(cfg.logging.memory_sample_interval_s, logging.getLogger("hlrp.mem")).start()
+    _seed_python(cfg.seed)
+    log.info("===== segment %d: resuming %s from %s =====", seg["segment"], path, cfg.training.resume_from)
     return cfg, Run(path, cfg, log, sampler)
 
 

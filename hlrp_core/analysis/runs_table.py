@@ -4,9 +4,11 @@ What ``hlrp runs`` prints and what :class:`hlrp_core.viz.RunDashboard` shows (sa
 
 - **status** ``DONE`` / ``FAILED`` / ``RUNNING``, or ``LOST`` when a ``RUNNING`` status's heartbeat (the mtime of the
   ``status`` file) is older than ``stale_after_s``: the process died without cleanup (WORKBENCH.md section 6);
-- **failure** class of a failed or lost run: ``exception``, ``ram_guard`` (the RAM guard's clean stop),
-  ``oom_kill`` (kernel death, OOM killer), ``time_limit`` (SLURM / cell timeout) or ``lost`` (no heartbeat and no
-  trace of the cause), read from the status reason and the tail of ``unified.log``;
+- **failure** class of a failed or lost run, from evidence: ``diverged``, ``ram_guard`` (the RAM guard's stop),
+  ``interrupted`` (SIGINT/SIGTERM, resumable), ``time_limit`` (the SLURM signal lead, a cell timeout, SLURM's
+  TIMEOUT), ``disk`` (a refused write), ``oom_kill`` (the memory cgroup's OOM counter rose, or an OOM line of the
+  kernel / SLURM), ``killed`` (the kernel died of a signal without OOM evidence), ``exception``, or ``lost`` (no
+  heartbeat and no evidence); FAILED runs by their status reason, LOST runs by evidence lines of ``unified.log``;
 - **steps** reached (``metrics.json`` step keys, else the last step in ``timeseries.csv``);
 - **key metrics** (loss, throughput, peak RSS, verdict, wall time);
 - **config diff** against a reference run (directory or name) or a named experiment preset: the seed's
@@ -38,12 +40,25 @@ STALE_AFTER_S = 900.0
 TIMESERIES = "timeseries.csv"
 LOG_TAIL_LINES = 80
 
-#: Failure classes, most specific first: (class, regex over the status reason + log tail).
+#: Failure classes from evidence, most specific first: (class, regex over the status reason). A reason is written
+#: by the code that saw the end (the training's RunGuard, the launcher from the kernel's exit signal and the memory
+#: cgroup's OOM-kill counter, SLURM's job state), so it names the cause in fixed phrases (docs/ROBUSTNESS.md).
 FAILURE_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("ram_guard", re.compile(r"RamGuard|RAM guard|ram_guard|MemAvailable fell", re.I)),
-    ("oom_kill", re.compile(r"DeadKernel|oom[-_ ]?kill|out of memory|OutOfMemory|MemoryError|Killed process|"
-                            r"SIGKILL|signal 9|exit code 137|\bOOM\b", re.I)),
-    ("time_limit", re.compile(r"time ?limit|TIMEOUT|CellTimeoutError|timed out|DUE TO TIME", re.I)),
+    ("diverged", re.compile(r"^diverged at step", re.I)),
+    ("ram_guard", re.compile(r"RamGuard|RAM guard|ram_guard", re.I)),
+    ("interrupted", re.compile(r"^interrupted at step|interrupted by SIG", re.I)),
+    ("time_limit", re.compile(r"^time limit signal at step|CellTimeoutError|State=TIMEOUT|DUE TO TIME LIMIT")),
+    ("disk", re.compile(r"cannot write .*(disk \(or quota\) is full|read-only|permission denied)", re.I)),
+    ("oom_kill", re.compile(r"killed by the OOM killer|oom_kill events \+|oom-kill event|Out of memory: Killed|"
+                            r"OUT_OF_MEMORY|OutOfMemoryError|MemoryError", re.I)),
+    ("killed", re.compile(r"DeadKernel|kernel ended by SIG", re.I)),
+]
+#: What counts as evidence in a LOST run's log tail (no reason was written): the kernel's or SLURM's own lines
+#: only, never a config line that merely mentions a timeout or memory knob.
+LOG_EVIDENCE: list[tuple[str, re.Pattern]] = [
+    ("time_limit", re.compile(r"CANCELLED AT \S+ DUE TO TIME LIMIT|DUE TO TIME LIMIT \*\*\*|State=TIMEOUT")),
+    ("oom_kill", re.compile(r"oom-kill event|Out of memory: Killed process|OUT_OF_MEMORY|Killed process \d+")),
+    ("preempted", re.compile(r"DUE TO PREEMPTION")),
 ]
 
 #: Metric keys shown in the table, in order: (column, candidate keys in metrics.json; first present wins).
@@ -84,16 +99,17 @@ def log_tail(run_dir: str | os.PathLike, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def classify_failure(state: str, reason: str, tail: str = "") -> str:
-    """Failure class of a run (``""`` for DONE / live RUNNING runs); see the module docstring."""
+    """Failure class of a run (``""`` for DONE / live RUNNING runs); see the module docstring. A FAILED run is
+    classed by its recorded reason; a LOST run (no reason) only by evidence lines in its log tail."""
     if state not in (_runs.FAILED, LOST):
         return ""
-    # The recorded reason wins; the log tail is only consulted when there is no reason (a killed process writes
-    # none), since ordinary log lines can mention words like "timeout" (e.g. the effective-knobs line).
-    for text in ((reason,) if reason and state == _runs.FAILED else (reason, tail)):
-        for cls, pat in FAILURE_PATTERNS:
-            if text and pat.search(text):
+    if state == _runs.FAILED:
+        return next((cls for cls, pat in FAILURE_PATTERNS if reason and pat.search(reason)), "exception")
+    for line in reversed(tail.splitlines()):  # the latest evidence wins
+        for cls, pat in LOG_EVIDENCE:
+            if pat.search(line):
                 return cls
-    return "exception" if state == _runs.FAILED else "lost"
+    return "lost"
 
 
 def read_timeseries(run_dir: str | os.PathLike):
@@ -179,6 +195,7 @@ class RunRow:
         metrics: Key metrics (see :data:`KEY_METRICS`).
         experiment: ``experiment`` parameter from ``params.yaml``.
         diff: Config diff against the reference ({key: (reference, this run)}), filled by :func:`collect_runs`.
+        segments: The run's segments (``segments.json``: one per start / resume / requeue), oldest first.
     """
 
     run: str
@@ -192,6 +209,7 @@ class RunRow:
     metrics: dict = field(default_factory=dict)
     experiment: str = ""
     diff: Optional[dict] = None
+    segments: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = {"run": self.run, "study": self.study, "status": self.status, "failure": self.failure,
@@ -224,7 +242,7 @@ def describe_run(run_dir: str | os.PathLike, root: str | os.PathLike | None = No
     return RunRow(run=run_dir.name, dir=str(run_dir), study=run_study(run_dir, root), status=state,
                   failure=failure, reason=reason, steps=steps_reached(run_dir, metrics),
                   heartbeat_age_s=None if age is None else round(age, 1), metrics=key_metrics(metrics),
-                  experiment=str(params.get("experiment") or ""))
+                  experiment=str(params.get("experiment") or ""), segments=_runs.read_segments(run_dir))
 
 
 def _human_s(s: float) -> str:
@@ -372,6 +390,12 @@ def format_table(rows: list[RunRow], diff_label: str = "") -> str:
     if notes:
         out += ["", "why runs did not finish:"]
         out += [f"  {r.run}: [{r.failure or r.status}] {r.reason}" for r in notes]
+    resumed = [r for r in rows if len(r.segments) > 1]
+    if resumed:
+        out += ["", "segments (start/resume/requeue: job, steps, how each ended):"]
+        for r in resumed:
+            out.append(f"  {r.run}:")
+            out += [f"    {format_segment(s)}" for s in r.segments]
     if any(r.diff is not None for r in rows):
         out += ["", f"config diff vs {diff_label or 'reference'}:"]
         for r in rows:
@@ -379,6 +403,14 @@ def format_table(rows: list[RunRow], diff_label: str = "") -> str:
             out += [f"    {k}={_short(v)} (was {_short(ref)})" for k, (ref, v) in (r.diff or {}).items()] or \
                 ["    (same config)"]
     return "\n".join(out)
+
+
+def format_segment(seg: dict) -> str:
+    """``#1 resume job 123 steps 20-30 DONE`` (an unknown end: the process died without writing one)."""
+    steps = f"{seg.get('start_step') if seg.get('start_step') is not None else '?'}-" \
+            f"{seg.get('end_step') if seg.get('end_step') is not None else '?'}"
+    job = f" job {seg['job_id']}" if seg.get("job_id") else ""
+    return f"#{seg.get('segment')} {seg.get('how')}{job} steps {steps} {seg.get('end') or '(no end recorded: LOST)'}"
 
 
 def counts(rows: Iterable[RunRow]) -> dict[str, int]:

@@ -80,6 +80,21 @@ def _previous(sub_dir: Path, sub: dict, slot: int, gen: int) -> tuple[str, str]:
     return rec.get("job_id", ""), rec.get("run_dir", "")
 
 
+def requeue_decision(run_dir: str | Path, got_signal: str, restart_count: int, max_requeues: int) -> tuple[bool, str]:
+    """(requeue?, why): only after the time-limit signal stopped the training with a checkpoint, and under the cap."""
+    state, reason = runs.read_status(run_dir)
+    if got_signal != "SIGUSR1":
+        return False, f"no time-limit signal (got {got_signal or 'none'})"
+    if state == runs.DONE:
+        return False, "the run finished before the limit"
+    if not reason.startswith("time limit signal at step") or not (Path(run_dir) / "ckpt" / "last.ckpt").exists():
+        return False, f"the run did not stop with a checkpoint ({state}: {reason[:120]})"
+    if restart_count >= max_requeues:
+        return False, (f"cluster.max_requeues={max_requeues} reached (restart {restart_count}); continue with "
+                       f"`hlrp resume {run_dir} --cluster <preset>` or raise the cap")
+    return True, f"requeue {restart_count + 1} of {max_requeues}: {reason[:120]}"
+
+
 def _final_state(job_id: str, cluster: str | None, wait_s: float = 20) -> str:
     deadline = time.time() + wait_s
     while True:
@@ -152,9 +167,13 @@ def main(argv: list[str]) -> int:
         "dual_queue": _claim_info(sub_dir, slot, sub) if role == "main" else {},
         "cell_timeout_s": float(sub.get("cell_timeout_s") or 0),
     }
-    cmd = [sys.executable, "-m", "hlrp_core.cli", "run", sub["notebook"],
-           *sum((["-f", p] for p in slot_rec["params"]), []), *sum((["--set", s] for s in sets), []),
-           "--run-dir", run_dir]
+    restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    if restart and (Path(run_dir) / runs.CONFIG).exists():  # requeued: continue the same run as a new segment
+        cmd = [sys.executable, "-m", "hlrp_core.cli", "resume", run_dir, "--stale-after", "0"]
+    else:
+        cmd = [sys.executable, "-m", "hlrp_core.cli", "run", sub["notebook"],
+               *sum((["-f", p] for p in slot_rec["params"]), []), *sum((["--set", s] for s in sets), []),
+               "--run-dir", run_dir]
     if info["cell_timeout_s"] > 0:  # a ladder rung's timeout_s, as the local backend applies it
         cmd += ["--cell-timeout", f"{info['cell_timeout_s']:g}"]
     info["command"] = cmd
@@ -163,13 +182,15 @@ def main(argv: list[str]) -> int:
                             cwd=str(REPO_ROOT))
     rd = Path(run_dir)
     buffer: list[str] = []
-    state = {"out": None, "env_mtime": 0.0}
+    state = {"out": None, "env_mtime": 0.0, "signal": ""}
     lock = threading.Lock()
 
     def on_signal(signum, _frame):
         name = signal.Signals(signum).name
-        line = (f"hlrp job {job_id}: received {name} (scancel, time limit or preemption); the kernel dies with the "
-                f"job, status stays RUNNING, `hlrp jobs` shows SLURM's final state\n")
+        state["signal"] = name
+        why = "the time-limit lead" if name == "SIGUSR1" else "scancel, time limit or preemption"
+        line = (f"hlrp job {job_id}: received {name} ({why}); handing it to hlrp run (checkpoint at the current "
+                "step)\n")
         try:
             if rd.is_dir():
                 with open(rd / runs.LOG, "a") as f:
@@ -230,6 +251,15 @@ def main(argv: list[str]) -> int:
     if state["out"] is not None:
         state["out"].close()
     print(f"hlrp job {job_id}: exit {rc}", flush=True)
+    if rd.is_dir():
+        again, why = requeue_decision(rd, state["signal"], restart, int(preset.get("max_requeues") or 0))
+        print(f"hlrp job {job_id}: {'requeueing' if again else 'not requeueing'}: {why}", flush=True)
+        runs.update_segment(rd, job_id=job_id, requeue=why)
+        if again:
+            raw = os.environ.get("SLURM_JOB_ID", "")
+            subprocess.run(["scontrol", *(["-M", preset["slurm_cluster"]] if preset.get("slurm_cluster") else []),
+                            "requeue", raw], check=False)
+            return 0
     return rc
 
 

@@ -165,6 +165,7 @@ def list_jobs(limit: int = 50) -> list[dict]:
                              "state": state, "slurm_state": sstate, "run_status": status, "reason": reason,
                              "elapsed": (st or {}).get("elapsed", ""), "run_dir": run_dir,
                              "last_line": _last_line(rd) if rd is not None and rd.is_dir() else "",
+                             "segments": runs.read_segments(rd) if rd is not None and rd.is_dir() else [],
                              "submission": str(p)})
     return rows
 
@@ -177,4 +178,9 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         out.append("  ".join((str(r[c]) or "-")[:max(w, 1) if w else None].ljust(w) if w else (str(r[c]) or "-")
                              for c, w in cols))
+    from ..analysis.runs_table import format_segment  # noqa: PLC0415 - same floor (6), text only
+
+    for r in rows:
+        if len(r.get("segments") or []) > 1:  # requeued / resumed: one line per segment
+            out += [f"    {r['run']} {format_segment(s)}" for s in r["segments"]]
     return "\n".join(out) if rows else "no hlrp jobs under " + str(submissions_root())

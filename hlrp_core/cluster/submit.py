@@ -133,6 +133,10 @@ def sbatch_options(c: ClusterConfig, job_name: str, output: str) -> list[str]:
     opts += [f"--gres=gpu:{c.gpus_per_node}"] if c.gpus_per_node else []
     opts += [f"--mem={c.mem}"] if c.mem else []
     opts += [f"--time={c.time}", f"--output={output}", "--open-mode=append"]
+    if c.signal_lead_s > 0:  # B: to the batch shell, which execs hlrp_core.cluster.job (it hands it to the kernel)
+        opts += [f"--signal=B:USR1@{int(c.signal_lead_s)}"]
+    if c.max_requeues > 0:
+        opts += ["--requeue"]
     return opts + list(c.extra_sbatch)
 
 
@@ -162,7 +166,9 @@ def render_script(c: ClusterConfig, sub_dir: str, code_dir: str, job_name: str, 
         'else MYID=$SLURM_JOB_ID; fi',
         'if [ "${HLRP_ROLE:-main}" = main ]; then',
         f'  CLAIM={q(sub_dir)}/claims/$SLOT; mkdir -p {q(sub_dir)}/claims',
-        '  if mkdir "$CLAIM" 2>/dev/null; then',
+        '  if [ "${SLURM_RESTART_COUNT:-0}" != 0 ] && [ "$(cat "$CLAIM/job_id" 2>/dev/null)" = "$MYID" ]; then',
+        '    echo "hlrp: job $MYID requeued (restart ${SLURM_RESTART_COUNT}); it continues its own slot"',
+        '  elif mkdir "$CLAIM" 2>/dev/null; then',
         '    echo "$MYID" > "$CLAIM/job_id"; echo "${SLURM_JOB_PARTITION:-}" > "$CLAIM/partition"',
         '    echo "$HLRP_PRESET" > "$CLAIM/preset"; date +%s.%N > "$CLAIM/claimed_at"',
         '    echo "${SLURM_JOB_ID:-}" > "$CLAIM/raw_job_id"  # own id of an array task',

@@ -41,6 +41,11 @@ class ClusterConfig:
         env: Environment variables exported by the job script (``KEY: value``).
         auto_resume: How many follow-up jobs may resume a run killed by its time limit / preemption / node failure
             (each in a new run dir linked to the old one, with ``training.resume_from=<old>/ckpt/last.ckpt``). 0 off.
+        signal_lead_s: Ask SLURM for SIGUSR1 this many seconds before the time limit (``--signal=B:USR1@N``): the
+            training checkpoints at its current step and the job requeues itself to continue in the same run
+            directory (docs/ROBUSTNESS.md). 0 = off. SLURM delivers the signal up to 60 s late: keep it >= 120.
+        max_requeues: How many times a job that got the time-limit signal requeues itself (``--requeue``) before
+            it ends FAILED (resumable with ``hlrp resume``). 0 = never.
         snapshot: Run the submitted code: a ``git clone --shared`` of the submitted commit plus the uncommitted diff
             and untracked files, beside the submission record. ``false`` runs the live checkout (not recommended).
     """
@@ -66,6 +71,8 @@ class ClusterConfig:
     extra_sbatch: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     auto_resume: int = 0
+    signal_lead_s: int = 300
+    max_requeues: int = 10
     snapshot: bool = True
 
     def validate(self, problems: list[str]) -> None:
@@ -74,6 +81,9 @@ class ClusterConfig:
         check(problems, self.cpus_per_task >= 1, f"cluster.cpus_per_task={self.cpus_per_task} must be >= 1")
         check(problems, self.ntasks_per_node >= 1, f"cluster.ntasks_per_node={self.ntasks_per_node} must be >= 1")
         check(problems, self.gpus_per_node >= 0, f"cluster.gpus_per_node={self.gpus_per_node} must be >= 0")
+        check(problems, self.signal_lead_s >= 0,
+              f"cluster.signal_lead_s={self.signal_lead_s} must be >= 0 (0 = no time-limit signal)")
+        check(problems, self.max_requeues >= 0, f"cluster.max_requeues={self.max_requeues} must be >= 0 (0 = never)")
         check(problems, self.auto_resume >= 0, f"cluster.auto_resume={self.auto_resume} must be >= 0 (0 = off)")
         check(problems, bool(re.fullmatch(TIME_RE, str(self.time))),
               f"cluster.time={self.time!r} is not a SLURM time; write HH:MM:SS, MM, D-HH or D-HH:MM:SS (quote it)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -143,6 +144,8 @@ def load(experiment: str = "", overrides: Iterable[str] = (), *, smoke: bool = F
         if group != "experiment":
             cfg = _apply_preset(cfg, group, name)
     if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed={seed!r} ({type(seed).__name__}) must be an integer, e.g. seed: 0")
         cfg.seed = seed
     if smoke:
         cfg.smoke = True
@@ -158,6 +161,10 @@ def load(experiment: str = "", overrides: Iterable[str] = (), *, smoke: bool = F
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([leaf]))  # type: ignore[assignment]
         except OmegaConfBaseException as exc:
             raise ConfigError(_explain(exc, f"override {leaf!r}")) from None
+        except (TypeError, ValueError, IndexError) as exc:  # e.g. a list index: key[0]=v or key.0=v
+            key = re.sub(r"(\[\d+\]|\.\d+)+$", "", leaf.split("=", 1)[0])
+            raise ConfigError(f"override {leaf!r}: list elements cannot be set one by one ({exc}); give the whole "
+                              f"list, e.g. {key}=[a,b]") from None
     try:
         obj: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:

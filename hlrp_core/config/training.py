@@ -83,12 +83,24 @@ class RamGuardConfig:
     """Stop a run cleanly, with a recorded reason, before the kernel OOM-killer does.
 
     Args:
-        min_available_mb: Stop when /proc/meminfo MemAvailable falls below this (0 = off).
+        min_available_mb: Stop when the memory left (MemAvailable, or the memory cgroup's limit minus usage when
+            smaller) falls below this (0 = off).
         interval_s: How often the guard samples memory.
     """
 
     min_available_mb: int = 0
     interval_s: float = 1.0
+
+
+@dataclass
+class DivergenceConfig:
+    """When a training counts as diverged (stopped FAILED, no artifact; a non-finite loss always counts).
+
+    Args:
+        max_loss: A training loss above this also counts as diverged (0 = only NaN/inf).
+    """
+
+    max_loss: float = 0.0
 
 
 @dataclass
@@ -157,7 +169,8 @@ class TrainingConfig:
         checkpoint: Checkpoint cadence.
         profiler: Lightning profiler.
         dataset_usage_logger: Batch-mix log lines.
-        ram_guard: Clean stop on low MemAvailable.
+        ram_guard: Clean, checkpointed stop on low memory (MemAvailable or the memory cgroup's headroom).
+        divergence: When a non-finite or exploding loss stops the run as FAILED (docs/ROBUSTNESS.md).
         verdict: Thresholds of the "is this learning?" verdict after each validation.
         num_threads: ``torch.set_num_threads`` for the run (0 = leave torch's default). The dev machines have 2
             shared cores: 2 is right there.
@@ -189,6 +202,7 @@ class TrainingConfig:
     profiler: ProfilerConfig = field(default_factory=ProfilerConfig)
     dataset_usage_logger: DatasetUsageLoggerConfig = field(default_factory=DatasetUsageLoggerConfig)
     ram_guard: RamGuardConfig = field(default_factory=RamGuardConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     num_threads: int = 0
     save_artifact: bool = True
@@ -196,6 +210,8 @@ class TrainingConfig:
     def validate(self, problems: list[str]) -> None:
         check(problems, self.max_steps >= 1, f"training.max_steps={self.max_steps} must be >= 1")
         check(problems, self.lr >= 0, f"training.lr={self.lr} must be >= 0")
+        check(problems, self.divergence.max_loss >= 0,
+              f"training.divergence.max_loss={self.divergence.max_loss} must be >= 0 (0 = only NaN/inf)")
         check(problems, self.warmup_steps >= 0, f"training.warmup_steps={self.warmup_steps} must be >= 0")
         check(problems, len(self.betas) == 2, f"training.betas={self.betas} must have two values, e.g. [0.9,0.95]")
         check(problems, self.validation.check_interval >= 1,

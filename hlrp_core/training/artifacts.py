@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..io import atomic_save
+from .safe_checkpoint import NonFiniteWeightsError, check_finite, save_atomic
 
 from ..models.laq import ARCH_KEYS, LAQConfig, LAQModel
 
@@ -69,9 +69,13 @@ def save_laq_artifact(model: LAQModel, path: str | os.PathLike, **provenance: An
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    try:
+        check_finite(state, f"LAQ artifact {path} not written")  # a diverged model is not a result
+    except NonFiniteWeightsError as e:
+        raise ArtifactError(str(e)) from None
     payload = {"schema_version": SCHEMA_VERSION, "manifest": build_manifest(model, **provenance),
                "state_dict": state}
-    return atomic_save(path, lambda tmp: torch.save(payload, tmp))
+    return save_atomic(payload, path, what="LAQ artifact")
 
 
 def validate_manifest(manifest: dict, expect: Optional[dict] = None) -> list[str]:
@@ -128,6 +132,10 @@ def load_laq_artifact(path: str | os.PathLike, expect: Optional[dict] = None, ma
     if missing or unexpected or mism:
         raise ArtifactError(f"{p}: weights do not fit the manifest's architecture: missing {missing[:10]}, "
                             f"unexpected {unexpected[:10]}, mis-shaped {mism[:10]}")
+    try:
+        check_finite(state, f"{p}: refusing this LAQ artifact")
+    except NonFiniteWeightsError as e:
+        raise ArtifactError(f"{e}; set model.laq.artifact to the artifact of a finished, finite Stage-1 run") from None
     model.load_state_dict(state, strict=True)
     if check_hash and weights_hash(state) != manifest["weights_hash"]:
         raise ArtifactError(f"{p}: weights_hash mismatch (manifest {manifest['weights_hash']}, file "

@@ -31,7 +31,10 @@ def _scalars(metrics: dict) -> dict[str, float]:
 
 
 def mem_available_mb() -> float:
-    return psutil.virtual_memory().available / 2**20
+    """What this process may still allocate, in MB: MemAvailable or its memory cgroup's headroom, the smaller."""
+    from ..sysmem import available_bytes
+
+    return available_bytes() / 2**20
 
 
 def host_rss_mb() -> float:
@@ -84,26 +87,36 @@ class MetricsJsonCallback(L.Callback):
 
 
 class RamGuardCallback(L.Callback):
-    """Stop training cleanly (``trainer.should_stop``) when MemAvailable < ``min_available_mb``; the reason is logged
-    and recorded in ``metrics.json`` as ``stopped_reason`` / ``stopped_step``. 0 disables the guard."""
+    """Stop training when the memory this process may still use (the smaller of MemAvailable and its memory
+    cgroup's headroom, ``hlrp_core.sysmem``) falls below ``min_available_mb``; the reason names the limit and the
+    usage and is recorded in ``metrics.json`` as ``stopped_reason`` / ``stopped_step``. With a ``stopper`` (the
+    ``RunGuard``) the stop is a checkpointed, resumable FAILED stop; without one ``trainer.should_stop`` is set.
+    0 disables the guard."""
 
-    def __init__(self, run: Any, min_available_mb: int, check_every_n_steps: int = 1):
+    def __init__(self, run: Any, min_available_mb: int, check_every_n_steps: int = 1, stopper: Any = None):
         self.run, self.min_mb, self.every = run, min_available_mb, max(1, check_every_n_steps)
+        self.stopper = stopper
         self.stopped_reason: Optional[str] = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.min_mb <= 0 or trainer.global_step % self.every:
+        if self.min_mb <= 0 or trainer.global_step % self.every or self.stopped_reason:
             return
-        avail = mem_available_mb()
+        from ..sysmem import headroom
+
+        room = headroom()
+        avail = room.available / 2**20
         if avail < self.min_mb:
-            self.stopped_reason = (f"ram_guard: MemAvailable {avail:.0f} MB < training.ram_guard.min_available_mb="
-                                   f"{self.min_mb} at step {trainer.global_step}; lower data.loader.batch_size or "
-                                   "free memory, then resume from ckpt/last.ckpt")
+            self.stopped_reason = (f"ram_guard: {avail:.0f} MB left < training.ram_guard.min_available_mb="
+                                   f"{self.min_mb} at step {trainer.global_step} ({room.describe()}); lower "
+                                   "data.loader.batch_size or free memory, then resume from ckpt/last.ckpt")
             log.error(self.stopped_reason)
             if self.run is not None:
                 self.run.log.error(self.stopped_reason)
                 self.run.record({"stopped_reason": self.stopped_reason, "stopped_step": trainer.global_step})
-            trainer.should_stop = True
+            if self.stopper is not None:
+                self.stopper.request("ram_guard", self.stopped_reason)
+            else:
+                trainer.should_stop = True
 
 
 class BatchMixCallback(L.Callback):

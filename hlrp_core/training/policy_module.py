@@ -337,7 +337,12 @@ def check_policy_checkpoint(path: str, module: PolicyModule) -> dict:
     p = resolve(path)
     if not p.exists():
         raise ResumeMismatchError(f"training.resume_from={path!r}: no such checkpoint ({p})")
-    ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    from .resume import IncompatibleCheckpointError, load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(p)  # a directory, truncated or foreign file -> an error naming the file and the knob
+    except IncompatibleCheckpointError as exc:
+        raise ResumeMismatchError(str(exc)) from None
     problems = []
     found = ckpt.get("hlrp_policy")
     if found is None:

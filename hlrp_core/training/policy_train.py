@@ -20,10 +20,13 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ..storage import OutputWriteError
 from .callbacks import RamGuardCallback
+from .interrupts import TrainingDiverged, fail_run, finish_fit
 from .policy_artifact import export_stage2_artifact
 from .policy_labels import LatentLabeller, load_laq_labeller, smoke_laq_artifact
 from .policy_module import PolicyModule, check_policy_checkpoint
+from .resume import resume_segment
 from .trainer import build_trainer, resolve_accelerator
 
 
@@ -109,6 +112,7 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
         ckpt = check_policy_checkpoint(resume, module)
         start_step = int(ckpt.get("global_step", 0))
         say(f"[Resume] {resume}: compatible; continuing at step {start_step}")
+        resume_segment(run, start_step)  # same run dir: trim timeseries.csv, record the segment
         del ckpt
     dm = datamodule if datamodule is not None else _default_datamodule(cfg)
     if start_step and hasattr(dm, "set_start_index"):
@@ -116,7 +120,12 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
 
     trainer = build_trainer(cfg, rec, extra_callbacks, **trainer_overrides)
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except (TrainingDiverged, OutputWriteError) as exc:  # FAILED with the reason, not a bare traceback
+        fail_run(run, str(exc))
+        raise
+    finish_fit(trainer, run)  # a stop request (signal, RAM guard, stop_request file) -> FAILED + RunStopped
     stopped = next((c.stopped_reason for c in trainer.callbacks if isinstance(c, RamGuardCallback)), None)
     if module.last_val_step != trainer.global_step and not stopped:
         trainer.validate(module, datamodule=dm, verbose=False)

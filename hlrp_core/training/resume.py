@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import torch
 
 from ..config import flatten, to_dict
+from ..inputs import checkpoint_problem
+from ..paths import resolve
 
 HPARAMS_SCHEMA_VERSION = 1
 #: Config sections whose differences are listed in a resume diff (the rest is run bookkeeping).
@@ -24,12 +26,22 @@ class IncompatibleCheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed into this config; the message lists every difference and the fix."""
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"training.resume_from={str(path)!r}: no such checkpoint; point it at "
-                                "<old run>/ckpt/last.ckpt")
-    return torch.load(path, map_location="cpu", weights_only=False)
+def load_checkpoint(path: str | os.PathLike, knob: str = "training.resume_from") -> dict:
+    """The checkpoint dict; a missing, truncated or foreign file raises ``IncompatibleCheckpointError`` naming the
+    file and ``knob``."""
+    problem = checkpoint_problem(path, knob)
+    if problem:
+        raise IncompatibleCheckpointError(problem)
+    try:
+        ckpt = torch.load(resolve(path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged archive raises whatever its reader hits
+        raise IncompatibleCheckpointError(
+            f"{knob}={str(path)!r}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); it is "
+            "truncated or was not written by torch.save; point it at another checkpoint") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise IncompatibleCheckpointError(f"{knob}={str(path)!r}: not a Lightning checkpoint (no state_dict); "
+                                          "point it at <old run>/ckpt/last.ckpt")
+    return ckpt
 
 
 def state_diff(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> dict[str, list]:
@@ -114,3 +126,52 @@ def set_data_position(datamodule: Any, ckpt: Mapping[str, Any]) -> int:
         datamodule.set_start_index(index)
         return index
     return -1
+
+
+# ----------------------------------------------------------------------------------- resuming into the same directory
+def continue_timeseries(run_dir: str | os.PathLike, step: int, name: str = "timeseries.csv") -> int:
+    """Before a resumed segment writes into ``run_dir``: keep the time-series rows of the steps the checkpoint holds
+    (``step`` < the checkpoint's global step, plus the rows its validation logged at that step) and drop the rest,
+    which the new segment trains again, so the file reads as one uninterrupted run; the full previous file is kept
+    as ``segments/timeseries.seg<N>.csv``. Returns the rows dropped. (A kill between the checkpoint and the flush
+    of that validation's rows loses those rows: the resumed fit does not validate its start step again.)"""
+    import csv
+
+    from ..io import atomic_write_text
+
+    path = Path(run_dir) / name
+    if not path.exists():
+        return 0
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    def kept(r: dict) -> bool:  # rows of the validation at the checkpoint's step stay: it is not run again
+        at = int(float(r["step"])) if r.get("step") else -1
+        return at < int(step) or (at == int(step) and not any(v for k, v in r.items() if k.startswith("train/")))
+
+    keep = [r for r in rows if kept(r)]
+    seg = Path(run_dir) / "segments"
+    seg.mkdir(exist_ok=True)
+    n = len(list(seg.glob("timeseries.seg*.csv")))
+    os.replace(path, seg / f"timeseries.seg{n}.csv")
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(keep)
+    atomic_write_text(path, buf.getvalue())
+    return len(rows) - len(keep)
+
+
+def resume_segment(run: Any, step: int) -> None:
+    """The resume hook of both fit functions: into a directory with a time series, trim it to ``step`` and record
+    the segment's start step (a resume into a fresh directory has neither and is left alone)."""
+    from ..runs import update_segment
+
+    if run is None or not hasattr(run, "dir"):
+        return
+    dropped = continue_timeseries(run.dir, step)
+    update_segment(run.dir, start_step=step)
+    if dropped and hasattr(run, "log"):
+        run.log.info("resume: kept timeseries.csv up to step %d (%d later rows were trained again)", step, dropped)

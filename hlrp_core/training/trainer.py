@@ -22,8 +22,11 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from ..storage import OutputWriteError
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
+from .interrupts import RunGuard, TrainingDiverged, fail_run, finish_fit
+from .safe_checkpoint import add_checkpoint_io
 from .verdict import VerdictCallback, thresholds_from_config
 
 log = logging.getLogger("hlrp.training")
@@ -51,7 +54,19 @@ def timeseries_logger(run_dir: str | os.PathLike) -> CSVLogger:
     logger = CSVLogger(save_dir=str(run_dir), name="", version="")
     if rank_zero_only.rank == 0:  # other DDP ranks (srun) hold Lightning's dummy experiment and write nothing
         logger.experiment.metrics_file_path = os.path.join(logger.experiment.log_dir, TIMESERIES)
+        preload_header(logger.experiment)  # a resumed segment appends to the file (training/resume.py)
     return logger
+
+
+def preload_header(writer: Any) -> None:
+    """Give Lightning's CSV writer the columns of an existing time series, so it appends (and widens the header
+    when new columns appear) instead of failing on rows with columns it has not seen."""
+    import csv
+
+    path = Path(writer.metrics_file_path)
+    if path.exists():
+        with open(path, newline="") as fh:
+            writer.metrics_keys = sorted(next(csv.reader(fh), []))
 
 
 def checkpoint_callback(run_dir: str | os.PathLike, training: Any) -> ModelCheckpoint:
@@ -71,15 +86,17 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
     accelerator = resolve_accelerator(t)
     if t.max_epochs not in (-1, None):
         log.warning("training.max_epochs=%s is ignored: runs are step-limited (training.max_steps)", t.max_epochs)
+    guard = RunGuard(run, max_loss=t.divergence.max_loss)  # stop requests, signals, divergence (interrupts.py)
     callbacks: list[L.Callback] = [
         checkpoint_callback(run.dir, t),
         HeartbeatCallback(run, t.heartbeat_every_n_steps),
         HostMemoryCallback(t.log_every_n_steps),
         MetricsJsonCallback(run),
-        RamGuardCallback(run, t.ram_guard.min_available_mb),
+        RamGuardCallback(run, t.ram_guard.min_available_mb, stopper=guard),
         BatchMixCallback(run, t.dataset_usage_logger.log_batch_composition_every_n_steps),
         VerdictCallback(run, n_boot=t.verdict.n_boot, thresholds=thresholds_from_config(t.verdict)),
         *extra_callbacks,
+        guard,
     ]
     kwargs: dict[str, Any] = dict(
         accelerator=accelerator, devices=t.devices if accelerator == "gpu" else 1, num_nodes=t.num_nodes,
@@ -94,6 +111,7 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
     if t.num_nodes <= 1 and (accelerator == "cpu" or t.devices == 1):
         kwargs["plugins"] = [LightningEnvironment()]
     kwargs.update(overrides)
+    kwargs["plugins"] = add_checkpoint_io(kwargs.get("plugins"))  # atomic, finite-checked checkpoints
     return L.Trainer(**kwargs)
 
 
@@ -111,7 +129,7 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
     Returns the latest validation metrics plus ``global_step`` and ``artifact``."""
     from .artifacts import ARTIFACT_NAME, save_laq_artifact
     from .laq_module import LAQModule
-    from .resume import preflight
+    from .resume import preflight, resume_segment
 
     t = cfg.training
     if t.num_threads > 0:
@@ -128,9 +146,15 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
         ckpt_path = str(resolve(t.resume_from))
         ck = preflight(module, ckpt_path, cfg)  # raises IncompatibleCheckpointError before any data exists
         run.log.info("resuming from %s at step %s", ckpt_path, ck.get("global_step"))
+        resume_segment(run, int(ck.get("global_step", 0)))  # same run dir: trim timeseries.csv, record the segment
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     trainer = build_trainer(cfg, run, extra_callbacks, **trainer_overrides)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except (TrainingDiverged, OutputWriteError) as exc:  # FAILED with the reason, not a bare traceback
+        fail_run(run, str(exc))
+        raise
+    finish_fit(trainer, run)  # a stop request (signal, RAM guard, stop_request file) -> FAILED + RunStopped
     stopped = getattr(next((c for c in trainer.callbacks if isinstance(c, RamGuardCallback)), None),
                       "stopped_reason", None)
     if module.last_val_step != trainer.global_step and not stopped:

@@ -205,10 +205,33 @@ class NSVQ(BaseQuantizer):
         return event
 
 
+def _ddp_world() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_reduce_sum(*tensors: torch.Tensor) -> None:
+    """Sum in place over DDP ranks (a no-op in one process)."""
+    if _ddp_world() > 1:
+        for t in tensors:
+            torch.distributed.all_reduce(t)
+
+
+def _broadcast0(t: torch.Tensor) -> torch.Tensor:
+    if _ddp_world() > 1:
+        torch.distributed.broadcast(t, src=0)
+    return t
+
+
 class VQEMA(BaseQuantizer):
     """VQ with a straight-through estimator and an EMA codebook (as lucidrains ``VectorQuantize``): k-means init on
     the first training batch, commitment loss, and dead-code expiry (EMA cluster size < threshold -> re-seeded from
-    encoder outputs of the current batch). Expiry events are reported through ``maybe_replace``."""
+    encoder outputs of the current batch). Expiry events are reported through ``maybe_replace``.
+
+    Under DDP the per-batch cluster counts and sums are all-reduced over ranks before the EMA update (as
+    vector-quantize-pytorch does), so every rank applies the update of the global batch: the codebooks stay equal
+    and equal to one process training on the whole global batch. The k-means init starts from rank 0's draw and
+    all-reduces each iteration's counts and sums; expiry re-seeds from rank 0's draw (broadcast)."""
 
     def __init__(self, dim: int, codebook_size: int, decay: float = 0.8, commitment_weight: float = 0.25,
                  dead_code_threshold: float = 2.0, kmeans_iters: int = 10, eps: float = 1e-5):
@@ -229,11 +252,12 @@ class VQEMA(BaseQuantizer):
         n = flat.shape[0]
         idx = torch.randint(n, (self.codebook_size,), device=flat.device) if n < self.codebook_size else \
             torch.randperm(n, device=flat.device)[: self.codebook_size]
-        means = flat[idx].clone()                                        # (K, D)
+        means = _broadcast0(flat[idx].clone())                           # (K, D)
         for _ in range(self.kmeans_iters):
             assign = torch.cdist(flat, means).argmin(-1)                 # (N,)
             bins = torch.bincount(assign, minlength=self.codebook_size).float()  # (K,)
             sums = torch.zeros_like(means).index_add_(0, assign, flat)   # (K, D)
+            _all_reduce_sum(bins, sums)                                  # the global batch's clusters under DDP
             nonzero = bins > 0
             means[nonzero] = sums[nonzero] / bins[nonzero, None]
         self.embed.copy_(means)
@@ -256,8 +280,10 @@ class VQEMA(BaseQuantizer):
             self._count(codes)
             with torch.no_grad():
                 onehot = F.one_hot(codes.reshape(-1), self.codebook_size).float()  # (B*S, K)
-                self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-                self.embed_avg.mul_(self.decay).add_(onehot.t() @ flat.detach(), alpha=1 - self.decay)
+                bins, sums = onehot.sum(0), onehot.t() @ flat.detach()            # (K,), (K, D)
+                _all_reduce_sum(bins, sums)  # DDP: every rank applies the global batch's update
+                self.cluster_size.mul_(self.decay).add_(bins, alpha=1 - self.decay)
+                self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
                 n = self.cluster_size.sum()
                 smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n  # (K,)
                 self.embed.copy_(self.embed_avg / smoothed[:, None])
@@ -275,6 +301,7 @@ class VQEMA(BaseQuantizer):
         if n_dead == 0:
             return
         pick = flat[torch.randint(flat.shape[0], (n_dead,), device=flat.device)]  # (n_dead, D)
+        pick = _broadcast0(pick.contiguous())  # the dead set is equal on all ranks (all-reduced counts)
         self.embed[dead] = pick
         self.embed_avg[dead] = pick * self.dead_code_threshold
         self.cluster_size[dead] = self.dead_code_threshold
