@@ -29,6 +29,7 @@ import yaml
 from . import runs
 from .config import ConfigError, load
 from .paths import REPO_ROOT, resolve
+from .progress import HEADLESS_ENV
 
 KERNEL = os.environ.get("HLRP_KERNEL", "hlrp")
 BANDS = [(0, 9, "data"), (10, 19, "train"), (20, 29, "ladders"), (30, 39, "analysis"), (90, 99, "reports")]
@@ -96,6 +97,28 @@ def _file_logger(run_dir: Path) -> logging.Handler:
     return fh
 
 
+def _logged_kernel_manager(log_path: Path) -> type:
+    """A kernel manager class whose kernel writes its own stderr (the ``IPKernelApp`` start-up warnings such as
+    "Kernel is running over TCP without encryption") into ``unified.log`` instead of the terminal; cell output still
+    streams through papermill as before."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            if "stderr" not in kw:
+                self._hlrp_stderr = open(log_path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the kernel
+                kw["stderr"] = self._hlrp_stderr
+            return await super().start_kernel(**kw)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            fh = getattr(self, "_hlrp_stderr", None)
+            if fh is not None and not restart:
+                fh.close()
+
+    return LoggedKernelManager
+
+
 def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] = (), *, run_dir: str = "",
             study: str = "", kernel: str = KERNEL, extra_params: dict | None = None,
             timeout_s: float | None = None) -> tuple[int, Path | None]:
@@ -134,13 +157,15 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
     pm_log.addHandler(handler)
     t0 = time.time()
     os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ[HEADLESS_ENV] = "1"  # the kernel inherits it: one-line progress in the log, no widget bar
     os.environ["HLRP_COMMAND"] = " ".join(shlex.quote(a) for a in sys.argv)
     print(f"hlrp run: {nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb} -> {out}", flush=True)
     code = 0
     try:
         papermill.execute_notebook(str(nb), str(out / "notebook.ipynb"), parameters=params, kernel_name=kernel,
                                    log_output=True, progress_bar=False, cwd=str(REPO_ROOT),
-                                   autosave_cell_every=60, execution_timeout=timeout_s)
+                                   autosave_cell_every=60, execution_timeout=timeout_s,
+                                   kernel_manager_class=_logged_kernel_manager(out / runs.LOG))
         state, _ = runs.read_status(out)
         if state == runs.RUNNING:
             runs.write_status(out, runs.DONE)

@@ -7,7 +7,8 @@ throughput (``perf/*``), host memory (RSS, MemAvailable, GPU), and the learning 
 baseline of token accuracy, dashed on the same panel). The title carries the run's latest verdict.
 
 :func:`curves_figure` is the one home of this picture: the dashboard (``hlrp_core.viz.plot_run_curves``) draws the
-same figure from the same table.
+same figure from the same table. No Lightning import here (the dashboard uses it); the callback that calls
+:func:`write_curves` after each validation is ``hlrp_core.training.loggers.CurvesCallback``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import lightning as L
 import numpy as np
 
 log = logging.getLogger("hlrp.training")
@@ -129,7 +129,7 @@ def curves_figure(ts, *, title: str = "", metrics: Optional[dict] = None):
     return fig
 
 
-def write_curves(run: Any, trainer: Optional[L.Trainer] = None) -> Optional[Path]:
+def write_curves(run: Any, trainer: Any = None) -> Optional[Path]:
     """Flush the CSV time series (when a trainer is given) and (re)write ``<run>/figures/curves.png`` atomically.
     Never raises: a figure failure is logged and training goes on."""
     try:
@@ -149,18 +149,6 @@ def write_curves(run: Any, trainer: Optional[L.Trainer] = None) -> Optional[Path
     except Exception as exc:  # noqa: BLE001
         (getattr(run, "log", None) or log).warning("curves figure failed: %s: %s", type(exc).__name__, exc)
         return None
-
-
-class CurvesCallback(L.Callback):
-    """Rewrite ``figures/curves.png`` after every validation (global rank 0, after the verdict callback)."""
-
-    def __init__(self, run: Any):
-        self.run = run
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        write_curves(self.run, trainer)
 
 
 def show(run_dir: str | os.PathLike) -> Optional[Path]:

@@ -164,6 +164,20 @@ class LoggerBridge(L.Callback):
         finish_wandb(trainer, exit_code=1)
 
 
+class CurvesCallback(L.Callback):
+    """Rewrite ``figures/curves.png`` after every validation (global rank 0, after the verdict callback)."""
+
+    def __init__(self, run: Any):
+        self.run = run
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        from .curves import write_curves
+
+        write_curves(self.run, trainer)
+
+
 def finish_wandb(trainer: Any, exit_code: int = 0) -> Optional[Any]:
     """Finish this trainer's wandb run (if any); returns the logger."""
     for lg in getattr(trainer, "loggers", []):
@@ -218,3 +232,76 @@ def close_loggers(trainer: Any, run: Any) -> None:
 
 def trainer_wandb_mode(wl: Any) -> str:
     return str(getattr(wl, "_wandb_init", {}).get("mode", "offline"))
+
+
+# ---------------------------------------------------------------- reading an offline run back
+# wandb >= 0.2x no longer ships a Python reader of its transaction log (``run-<id>.wandb``); the format is a
+# LevelDB-style log (32 KiB blocks of [crc32:4][length:2][type:1][data]) behind a 7-byte ``:W&B`` header, each
+# record a ``wandb_internal_pb2.Record``. Decoding it with wandb's own protobuf classes lets tests and ``hlrp runs``
+# check an offline run without the network.
+_BLOCK, _FULL, _FIRST, _MIDDLE, _LAST = 32768, 1, 2, 3, 4
+
+
+def _records(path: Path):
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    if not data.startswith(b":W&B"):
+        raise ValueError(f"{path}: not a wandb transaction log")
+    off, buf = 7, b""
+    while off + 7 <= len(data):
+        if _BLOCK - off % _BLOCK < 7:  # block trailer too short for a header: skip to the next block
+            off += _BLOCK - off % _BLOCK
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[off:off + 7])
+        chunk, off = data[off + 7:off + 7 + length], off + 7 + length
+        if kind == 0 and length == 0:
+            break
+        if kind == _FIRST:
+            buf = chunk
+            continue
+        if kind == _MIDDLE:
+            buf += chunk
+            continue
+        payload = buf + chunk if kind == _LAST else chunk
+        buf = b""
+        rec = pb.Record()
+        rec.ParseFromString(payload)
+        yield rec
+
+
+def _item_key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def read_offline_run(offline_dir: str | os.PathLike) -> dict:
+    """``{"id", "name", "project", "group", "tags", "config", "history", "summary", "exited"}`` of one
+    ``wandb/offline-run-*`` folder (history = one dict per logged row)."""
+    import json
+
+    d = Path(offline_dir)
+    path = next(iter(sorted(d.glob("run-*.wandb"))), None)
+    if path is None:
+        raise FileNotFoundError(f"{d}: no run-*.wandb file")
+    out: dict[str, Any] = {"id": "", "name": "", "project": "", "group": "", "tags": [], "config": {},
+                           "history": [], "summary": {}, "exited": False}
+    for rec in _records(path):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            out.update(id=r.run_id, name=r.display_name, project=r.project, group=r.run_group, tags=list(r.tags))
+            for it in r.config.update:
+                out["config"][_item_key(it)] = json.loads(it.value_json)
+        elif kind == "config":
+            for it in rec.config.update:
+                out["config"][_item_key(it)] = json.loads(it.value_json)
+        elif kind == "history":
+            out["history"].append({_item_key(it): json.loads(it.value_json) for it in rec.history.item})
+        elif kind == "summary":
+            for it in rec.summary.update:
+                out["summary"][_item_key(it)] = json.loads(it.value_json)
+        elif kind == "exit":
+            out["exited"] = True
+    return out

@@ -23,8 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from .curves import CurvesCallback
-from .loggers import LoggerBridge, close_loggers, extra_loggers
+from .loggers import CurvesCallback, LoggerBridge, close_loggers, extra_loggers
 from .progress import progress_setup
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
