@@ -98,9 +98,9 @@ def _file_logger(run_dir: Path) -> logging.Handler:
 
 
 def _logged_kernel_manager(log_path: Path) -> type:
-    """A kernel manager class whose kernel writes its own stderr (the ``IPKernelApp`` start-up warnings such as
-    "Kernel is running over TCP without encryption") into ``unified.log`` instead of the terminal; cell output still
-    streams through papermill as before."""
+    """A kernel manager class for headless runs: the kernel gets ``HLRP_HEADLESS=1`` (no widget bar) and writes its
+    own stderr (``IPKernelApp`` start-up warnings such as "Kernel is running over TCP without encryption") into
+    ``unified.log`` instead of the terminal; cell output still streams through papermill as before."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggedKernelManager(AsyncKernelManager):
@@ -108,6 +108,8 @@ def _logged_kernel_manager(log_path: Path) -> type:
             if "stderr" not in kw:
                 self._hlrp_stderr = open(log_path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the kernel
                 kw["stderr"] = self._hlrp_stderr
+            # headless kernel: one-line progress in the log, no widget bar (hlrp_core/progress.py)
+            kw["env"] = {**kw.get("env", os.environ), HEADLESS_ENV: "1"}
             return await super().start_kernel(**kw)
 
         async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -157,7 +159,6 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
     pm_log.addHandler(handler)
     t0 = time.time()
     os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ[HEADLESS_ENV] = "1"  # the kernel inherits it: one-line progress in the log, no widget bar
     os.environ["HLRP_COMMAND"] = " ".join(shlex.quote(a) for a in sys.argv)
     print(f"hlrp run: {nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb} -> {out}", flush=True)
     code = 0
