@@ -30,7 +30,8 @@ LO, HI = "_lo", "_hi"
 BASE_PANELS = [
     ("loss", lambda c: "loss" in c and not c.startswith("verdict/")),
     ("learning rate", lambda c: c.endswith("/lr") or c in ("lr", "lr-AdamW")),
-    ("throughput (steps/s, samples/s)", lambda c: c.startswith("perf/") or "steps_per_s" in c or "data_wait" in c),
+    ("throughput (steps/s, samples/s)", lambda c: (c.startswith("perf/") or "steps_per_s" in c)
+     and not c.endswith("time_s")),  # rates only: a seconds-per-step column would share the axis upside down
     ("memory (MB)", lambda c: c.startswith("sys/") or "rss" in c or "gpu_mem" in c),
 ]
 #: Learning metrics first in this order (then any other ``verdict/*`` with an interval), with their dashed controls.
