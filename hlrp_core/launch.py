@@ -35,6 +35,7 @@ from . import runs
 from .config import ConfigError, load
 from .inputs import check_inputs
 from .paths import REPO_ROOT, resolve
+from .progress import HEADLESS_ENV
 from .stopping import STOP_GRACE_S, KernelWatch, StopForwarder, keep_or_fail
 from .storage import is_write_error, write_error
 
@@ -133,6 +134,28 @@ def _file_logger(run_dir: Path) -> logging.Handler:
     return fh
 
 
+def _logged_kernel_manager(log_path: Path, base: type) -> type:
+    """A kernel manager class for headless runs: the kernel gets ``HLRP_HEADLESS=1`` (no widget bar) and writes its
+    own stderr (``IPKernelApp`` start-up warnings such as "Kernel is running over TCP without encryption") into
+    ``unified.log`` instead of the terminal; cell output still streams through papermill as before."""
+    class LoggedKernelManager(base):
+        async def start_kernel(self, **kw: Any) -> None:
+            if "stderr" not in kw:
+                self._hlrp_stderr = open(log_path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the kernel
+                kw["stderr"] = self._hlrp_stderr
+            # headless kernel: one-line progress in the log, no widget bar (hlrp_core/progress.py)
+            kw["env"] = {**kw.get("env", os.environ), HEADLESS_ENV: "1"}
+            return await super().start_kernel(**kw)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            fh = getattr(self, "_hlrp_stderr", None)
+            if fh is not None and not restart:
+                fh.close()
+
+    return LoggedKernelManager
+
+
 def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] = (), *, run_dir: str = "",
             study: str = "", kernel: str = KERNEL, extra_params: dict | None = None,
             timeout_s: float | None = None, stop_grace_s: float = STOP_GRACE_S,
@@ -200,7 +223,8 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
         papermill.execute_notebook(str(nb), str(out / "notebook.ipynb"), parameters=params, kernel_name=kernel,
                                    log_output=True, progress_bar=False, cwd=str(REPO_ROOT),
                                    autosave_cell_every=60, execution_timeout=timeout_s,
-                                   kernel_manager_class=watch.kernel_manager_class())
+                                   kernel_manager_class=_logged_kernel_manager(out / runs.LOG,
+                                                                               watch.kernel_manager_class()))
         state, _ = runs.read_status(out)
         if state == runs.RUNNING:
             runs.write_status(out, runs.DONE)

@@ -360,8 +360,6 @@ def start(experiment: str = "", overrides: Iterable[str] = (), *, seed: int = 0,
     log.info("config differs from defaults in %d keys: %s", len(changed),
              ", ".join(f"{k}={v[1]!r}" for k, v in changed.items()) or "(none)")
     log.info("effective data knobs: %s", ", ".join(f"{k}={v}" for k, v in cfg.data.effective.items()))
-    if cfg.logging.use_wandb:
-        log.warning("logging.use_wandb=true has no effect: hlrp records to metrics.json/timeseries.csv")
     return cfg, Run(path, cfg, log, sampler)
 
 

@@ -50,4 +50,24 @@ def cmd_runs(args) -> int:
         print(rt.format_table(rows, label))
         if rows:
             print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(rt.counts(rows).items())))
+            for line in viewer_lines([r.dir for r in rows]):
+                print(line)
     return 0
+
+
+def viewer_lines(run_dirs) -> list[str]:
+    """The ``tensorboard --logdir`` line for the listed runs that wrote TensorBoard events (their common parent:
+    TensorBoard finds every ``<run>/tensorboard/`` below it), and the ``wandb sync`` line for offline wandb runs."""
+    import os
+    from pathlib import Path
+
+    dirs = [Path(d) for d in run_dirs]
+    out = []
+    tb = [d for d in dirs if (d / "tensorboard").is_dir()]
+    if tb:
+        parent = Path(os.path.commonpath([str(d.parent) for d in tb])) if len(tb) > 1 else tb[0]
+        out.append(f"TensorBoard ({len(tb)} runs): tensorboard --logdir {parent}")
+    wb = [d for d in dirs if any((d / "wandb").glob("offline-run-*"))]
+    if wb:
+        out.append(f"wandb offline ({len(wb)} runs): wandb sync " + " ".join(f"{d}/wandb/offline-run-*" for d in wb))
+    return out

@@ -32,18 +32,37 @@ class ExperimentConfig:
 
 @dataclass
 class LoggingConfig:
-    """``logging.*``.
+    """``logging.*``: where a run reports besides its files (docs/FEEDBACK.md).
 
     Args:
         level: Python logging level for ``unified.log``.
         memory_sample_interval_s: Background RSS/MemAvailable sampling period (0 = off).
-        use_wandb: Accepted for seed commands; hlrp records to files (``metrics.json``, ``timeseries.csv``) and
-            wandb is not installed, so ``true`` only logs a warning.
+        use_wandb: Attach Lightning's ``WandbLogger``: files under ``<run>/wandb/``, run name = the run directory's
+            name, run id derived from it (a resumed or requeued run continues the same wandb run).
+        wandb_mode: ``offline`` (default: nothing leaves the machine; upload later with the printed ``wandb sync``
+            command), ``online`` (needs ``wandb login``) or ``disabled``.
+        wandb_project: wandb project name.
+        wandb_group: wandb group; empty = the run's study folder (e.g. ``train``, ``ladders/<ladder>``).
+        wandb_tags: wandb tags (the experiment preset is always added).
+        tensorboard: Also write TensorBoard event files under ``<run>/tensorboard/``.
+        progress: Training progress: ``auto`` (the widget bar in an interactive kernel; a periodic one-line progress
+            in the log under papermill / SLURM / CI), ``bar``, ``line`` or ``off``.
+        progress_every_s: Seconds between two one-line progress reports.
+        curves: Write ``figures/curves.png`` (loss, lr, throughput, RSS, verdict metrics) at every validation and at
+            the end of a training.
     """
 
     level: str = "INFO"
     memory_sample_interval_s: float = 5.0
     use_wandb: bool = False
+    wandb_mode: str = "offline"
+    wandb_project: str = "hlrp"
+    wandb_group: str = ""
+    wandb_tags: list[str] = field(default_factory=list)
+    tensorboard: bool = False
+    progress: str = "auto"
+    progress_every_s: float = 30.0
+    curves: bool = True
 
 
 @dataclass
@@ -92,6 +111,10 @@ class Config:
     def validate(self, problems: list[str]) -> None:
         check_choice(problems, "logging.level", self.logging.level.upper(),
                      ["DEBUG", "INFO", "WARNING", "ERROR"])
+        check_choice(problems, "logging.wandb_mode", self.logging.wandb_mode, ["offline", "online", "disabled"])
+        check_choice(problems, "logging.progress", self.logging.progress, ["auto", "bar", "line", "off"])
+        check(problems, self.logging.progress_every_s > 0,
+              f"logging.progress_every_s={self.logging.progress_every_s} must be > 0 (seconds between progress lines)")
         check(problems, self.seed >= 0, f"seed={self.seed} must be >= 0")
         for section in (self.data, self.model, self.training, self.cluster):
             section.validate(problems)

@@ -130,6 +130,9 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
     if module.last_val_step != trainer.global_step and not stopped:
         trainer.validate(module, datamodule=dm, verbose=False)
     wall = time.time() - t0
+    from .loggers import close_loggers
+
+    close_loggers(trainer, rec)  # finish wandb (prints `wandb sync`), final figures/curves.png
     artifact = export_stage2_artifact(module.policy, module.labeller.identity, out, int(trainer.global_step))
     metrics = dict(module.last_val_metrics)
     metrics.update({"stage2/global_step": int(trainer.global_step), "stage2/fit_wall_s": wall,

@@ -1,7 +1,8 @@
 """The Lightning trainer factory shared by Stage 1 and Stage 2, and ``fit_laq`` (the Stage-1 entry point).
 
-``build_trainer(cfg, run)``: precision from ``training.precision=auto`` (bf16-mixed on GPU, 32-true on CPU), no
-progress bars, ``LightningEnvironment`` (a notebook kernel must not be mistaken for a SLURM/torchrun worker), a
+``build_trainer(cfg, run)``: precision from ``training.precision=auto`` (bf16-mixed on GPU, 32-true on CPU), the
+progress of ``logging.progress`` (widget bar in a kernel, one-line progress headless), wandb / TensorBoard loggers
+when configured (``training/loggers.py``), ``figures/curves.png`` at every validation, ``LightningEnvironment`` (a notebook kernel must not be mistaken for a SLURM/torchrun worker), a
 CSV time series ``<run>/timeseries.csv`` (with host RSS per logged step), ``<run>/ckpt/last.ckpt`` plus a checkpoint
 every ``training.checkpoint.every_n_train_steps``, step-based validation every
 ``training.validation.check_interval``, gradient clipping, and the shared callbacks (heartbeat, metrics.json,
@@ -23,6 +24,8 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..storage import OutputWriteError
+from .loggers import CurvesCallback, LoggerBridge, close_loggers, extra_loggers
+from .progress import progress_setup
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
 from .interrupts import RunGuard, TrainingDiverged, fail_run, finish_fit
@@ -98,13 +101,17 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
         *extra_callbacks,
         guard,
     ]
+    # feedback (docs/FEEDBACK.md): progress bar or line, wandb / TensorBoard beside the CSV, figures/curves.png
+    show_bar, progress_callbacks = progress_setup(cfg, run)
+    callbacks += [*progress_callbacks, LoggerBridge(cfg), *([CurvesCallback(run)] if cfg.logging.curves else [])]
     kwargs: dict[str, Any] = dict(
         accelerator=accelerator, devices=t.devices if accelerator == "gpu" else 1, num_nodes=t.num_nodes,
         precision=resolve_precision(t, accelerator), max_steps=t.max_steps, max_epochs=-1,
         val_check_interval=t.validation.check_interval, check_val_every_n_epoch=None,
         limit_val_batches=t.validation.limit_batches or 1.0, num_sanity_val_steps=t.validation.num_sanity_val_steps,
         gradient_clip_val=t.gradient_clip_val or None, log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=False, enable_model_summary=False, logger=timeseries_logger(run.dir),
+        enable_progress_bar=show_bar, enable_model_summary=False,
+        logger=[timeseries_logger(run.dir), *extra_loggers(cfg, run)],
         callbacks=callbacks, default_root_dir=str(run.dir),
         profiler="simple" if t.profiler.enabled else None,
     )
@@ -171,6 +178,7 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
         run.log.info("LAQ artifact: %s", path)
     if stopped:
         out["stopped_reason"] = stopped
+    close_loggers(trainer, run)  # finish wandb (prints `wandb sync`), final figures/curves.png
     if hasattr(dm, "teardown"):
         try:
             dm.teardown("fit")

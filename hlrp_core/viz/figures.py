@@ -6,18 +6,11 @@ the widgets turn it into PNG bytes with :func:`to_png`). No pyplot state is kept
 from __future__ import annotations
 
 import io
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-#: Column groups of ``timeseries.csv`` drawn by :func:`plot_run_curves`: (panel title, substrings).
-CURVE_PANELS: list[tuple[str, tuple[str, ...]]] = [
-    ("loss", ("loss",)),
-    ("throughput", ("steps_per_s", "samples_per_s", "throughput", "data_wait")),
-    ("memory (MB)", ("rss", "available", "mem/", "gpu_mem")),
-]
 LO, HI = "_lo", "_hi"
 
 
@@ -77,56 +70,12 @@ def _vec(v: Any, n: int = 8) -> str:
     return f"[{s}{', ...' if a.size > n else ''}]"
 
 
-def _ci_columns(columns: Sequence[str]) -> list[str]:
-    """Metrics that come with ``<name>_lo`` / ``<name>_hi`` columns."""
-    cols = set(columns)
-    return [c for c in columns if not c.endswith((LO, HI)) and c + LO in cols and c + HI in cols]
-
-
 def plot_run_curves(ts, *, title: str = "", metrics: Optional[dict] = None) -> Figure:
-    """Curves of one run from its ``timeseries.csv`` DataFrame (index = step): loss, throughput, memory, and every
-    learning metric logged with a CI (``x``, ``x_lo``, ``x_hi``) as a line with a band. Panels without data are
-    left out; an empty frame gives a message figure."""
-    if ts is None or len(ts) == 0:
-        return message_figure(f"{title}\nno timeseries.csv (yet)" if title else "no timeseries.csv (yet)")
-    cols = [c for c in ts.columns if np.issubdtype(ts[c].dtype, np.number) and c not in ("epoch",)]
-    panels: list[tuple[str, list[str], bool]] = []
-    used: set[str] = set()
-    for name, keys in CURVE_PANELS:
-        sel = [c for c in cols if any(k in c.lower() for k in keys) and not c.endswith((LO, HI))]
-        if sel:
-            panels.append((name, sel, False))
-            used.update(sel)
-    ci = [c for c in _ci_columns(cols) if c not in used]
-    if ci:
-        panels.append(("learning metrics (95% CI)", ci, True))
-    if not panels:
-        return message_figure(f"{title}\ntimeseries.csv has no plottable columns")
-    n = len(panels)
-    ncol = 2 if n > 1 else 1
-    nrow = math.ceil(n / ncol)
-    fig = Figure(figsize=(10, 3.0 * nrow))
-    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
-    for ax, (name, sel, with_ci) in zip(axes, panels):
-        for c in sel:
-            s = ts[c].dropna()
-            if s.empty:
-                continue
-            ax.plot(s.index, s.values, label=c, marker="." if len(s) < 20 else None)
-            if with_ci:
-                band = ts[[c + LO, c + HI]].dropna()
-                ax.fill_between(band.index, band[c + LO], band[c + HI], alpha=0.25)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    for ax in axes[n:]:
-        ax.axis("off")
-    verdict = (metrics or {}).get("verdict")
-    fig.suptitle(f"{title}" + (f"   verdict: {verdict}" if verdict else ""), fontsize=10)
-    fig.tight_layout()
-    return fig
+    """Curves of one run from its ``timeseries.csv`` DataFrame (index = step): the same picture as the run's
+    ``figures/curves.png`` (its one home: ``hlrp_core.training.curves.curves_figure``)."""
+    from ..training.curves import curves_figure
+
+    return curves_figure(ts, title=title, metrics=metrics)
 
 
 def plot_mix_shares(table) -> Figure:
