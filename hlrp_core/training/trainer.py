@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
-from .verdict import VerdictCallback, thresholds_from_config
+from .verdict import VerdictCallback, settings_from_config
 
 log = logging.getLogger("hlrp.training")
 TIMESERIES = "timeseries.csv"
@@ -78,7 +78,7 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
         MetricsJsonCallback(run),
         RamGuardCallback(run, t.ram_guard.min_available_mb),
         BatchMixCallback(run, t.dataset_usage_logger.log_batch_composition_every_n_steps),
-        VerdictCallback(run, n_boot=t.verdict.n_boot, thresholds=thresholds_from_config(t.verdict)),
+        VerdictCallback(run, settings_from_config(t.verdict)),
         *extra_callbacks,
     ]
     kwargs: dict[str, Any] = dict(
