@@ -82,3 +82,17 @@ def test_trend_evidence_names_the_exact_test(tmp_path):
     _, evidence = L.overall_verdict(L.evaluate_run(tmp_path, settings=SETTINGS))
     assert "exact over 120 orderings" in evidence and "rho=1.00" in evidence
     assert "p=0.0167" in evidence                          # 2/5!: the smallest exact two-sided p
+
+
+def test_dashboard_shows_the_recorded_verdict_or_scores_the_newest_file(tmp_path):
+    """``current_verdict`` (the dashboard's call): the training's recorded verdict when it belongs to the newest
+    prediction file; a newer file without a recorded verdict (run killed in between) is scored by the same scorer."""
+    stage2_npz(tmp_path, 10, "constant")
+    recorded = {"verdict": "collapsed", "verdict_evidence": "collapsed: recorded", "verdict/step": 10}
+    cur = P.current_verdict(tmp_path, recorded, SETTINGS)
+    assert cur["verdict_evidence"] == "collapsed: recorded" and cur["source"].startswith("metrics.json")
+    stage2_npz(tmp_path, 20, "perfect")
+    cur = P.current_verdict(tmp_path, recorded, SETTINGS)
+    assert cur["verdict"] == "learning" and cur["step"] == 20 and "scored now" in cur["source"]
+    assert cur["verdict_evidence"] == P.score_latest(tmp_path, SETTINGS)["verdict_evidence"]
+    assert P.current_verdict(tmp_path / "none", {})["verdict"] == "(none recorded)"
