@@ -5,7 +5,8 @@
   statistic on the pooled items of each resample (items inside an episode are correlated).
 - :func:`paired_bootstrap`: metric_A - metric_B on the same items and the same resamples (two checkpoints, or true
   vs ablated input).
-- :func:`trend_test`: Spearman / Kendall of a metric against step (exact permutation p); :func:`bootstrap_log_slope`: slope vs log(step)
+- :func:`trend_test`: Spearman / Kendall of a metric against step (exact permutation p);
+  :func:`bootstrap_log_slope`: slope vs log(step)
   with the same episode resamples for every checkpoint.
 - :func:`seed_mean_ci`: mean +- t * s / sqrt(n) across seeds.
 
