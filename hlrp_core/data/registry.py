@@ -344,7 +344,7 @@ _EMBEDDED: list[DatasetSpec] = [
         name="embedded_fetch", tfds_dir="embedded_fetch", version="1.0.0", image_key="image", image_hw=(96, 96),
         instruction_key=_LI, instruction_location="step", state_key="state", state_dims=4, state_source_dims=4,
         action_layout="flat", action_dims=4, action_source_dims=4, action_kind="delta", pair_offset_steps=3,
-        control_hz=25, num_episodes=20, embedded=True,
+        control_hz=25, num_episodes=110, embedded=True,
         notes="MuJoCo Fetch arm (gymnasium-robotics FetchReach) with a scripted 8-direction policy; action = Fetch "
               "action (dx, dy, dz, gripper) in [-1, 1] (x 0.05 m per step); state = gripper xyz + finger width; "
               "episode_metadata/primitive_id holds the motion class 0..7"),

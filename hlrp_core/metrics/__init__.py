@@ -12,7 +12,7 @@ Typical use at a validation::
     run.record({**{k: v for k, v in m.items()}, "verdict": word, "verdict_evidence": evidence})
 """
 
-from . import baselines, classification, collapse, histograms, names, stage1, stats, vectors
+from . import baselines, classification, collapse, histograms, kmeans, names, predictions, stage1, stats, vectors
 from .baselines import (
     majority_accuracy,
     majority_predictor,

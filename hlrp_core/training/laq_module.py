@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any, Optional
 
 import lightning as L
@@ -21,29 +20,14 @@ import torch
 
 from ..config import to_dict
 from ..metrics import stage1 as S1
+from ..metrics.kmeans import kmeans_labels
+from ..metrics.predictions import save_predictions
 from ..models.laq import LAQConfig, LAQModel
 from .optim import build_optimizer
 from .resume import HPARAMS_SCHEMA_VERSION, rng_state, set_rng_state
 
 log = logging.getLogger("hlrp.laq")
 UNTRAINED_SEED_OFFSET = 1_000_003
-
-
-def kmeans_labels(x: np.ndarray, k: int, iters: int = 20, seed: int = 0) -> np.ndarray:
-    """Plain Lloyd k-means (k-means++-free: random distinct init) -> labels (N,). Used for the untrained baseline."""
-    x = np.asarray(x, np.float64)
-    rng = np.random.default_rng(seed)
-    k = max(1, min(k, len(np.unique(x, axis=0))))
-    centres = x[rng.choice(len(x), k, replace=False)]
-    labels = np.zeros(len(x), np.int64)
-    for _ in range(iters):
-        d = ((x[:, None, :] - centres[None]) ** 2).sum(-1)             # (N, k)
-        labels = d.argmin(1)
-        for j in range(k):
-            sel = labels == j
-            if sel.any():
-                centres[j] = x[sel].mean(0)
-    return labels
 
 
 def _perplexity(ids: np.ndarray) -> float:
@@ -299,15 +283,15 @@ class LAQModule(L.LightningModule):
         vcfg = self.cfg.training.validation
         v = self._val
         if vcfg.save_predictions:
-            path = Path(self.run.dir) / "val_predictions" / f"step_{step:06d}.npz"
-            path.parent.mkdir(parents=True, exist_ok=True)
             extra = {} if untrained is None else {"untrained_latents": untrained}
-            np.savez_compressed(
-                path, codes=codes, latents=latents, vectors=torch.cat(v["vectors"]).numpy(),
+            # replacement counters: the verdict's "replaced count rising" check reads them back from the files
+            save_predictions(self.run.dir, step, dict(
+                codes=codes, latents=latents, vectors=torch.cat(v["vectors"]).numpy(),
                 actions=actions if actions is not None else np.zeros((len(codes), 0), np.float32),
                 episode_ids=episodes, dataset_names=np.asarray(v["dataset"]),
                 recon_mse=torch.cat(v["mse"]).numpy(), copy_mse=torch.cat(v["copy"]).numpy(),
-                shuffled_mse=torch.cat(v["shuf"]).numpy(), step=step, **extra)
+                shuffled_mse=torch.cat(v["shuf"]).numpy(), replacement_events=np.array(self.replacement["events"]),
+                replacement_last=np.array(self.replacement["last_replaced"]), **extra))
         if vcfg.figures:
             try:
                 from .laq_figures import code_action_scatter, code_usage_histogram, recon_grid

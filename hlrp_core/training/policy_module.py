@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..metrics.predictions import save_predictions
 from ..models.policy.modeling import LatentPolicy, action_mse, count_parameters
 from ..models.policy.processing import tokenizer_hash
 from . import policy_stats as ST
@@ -280,8 +281,6 @@ class PolicyModule(L.LightningModule):
 
     def _save_predictions(self, step: int) -> Path:
         V = self._val
-        d = self.out_dir / "val_predictions"
-        d.mkdir(parents=True, exist_ok=True)
         K = self.labeller.spec
         empty_codes = np.zeros((0, K.code_seq_len), np.int64)
         arrays = {
@@ -294,10 +293,7 @@ class PolicyModule(L.LightningModule):
             "codebook": self.policy.codebook.cpu().numpy(), "step": np.array(step),
             "mode": np.array(self.pcfg.mode),
         }
-        path = d / f"step_{step:06d}.npz"
-        tmp = d / f".step_{step:06d}.tmp.npz"
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
+        path = save_predictions(self.out_dir, step, arrays)   # atomic (the one writer of val_predictions/)
         return path
 
     def _write_samples(self, split: str, batch: dict, codes, vectors, pred_codes, pred_vec) -> None:

@@ -30,7 +30,7 @@ from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback,
                         RamGuardCallback)
 from .interrupts import RunGuard, TrainingDiverged, fail_run, finish_fit
 from .safe_checkpoint import add_checkpoint_io
-from .verdict import VerdictCallback, thresholds_from_config
+from .verdict import VerdictCallback, settings_from_config
 
 log = logging.getLogger("hlrp.training")
 TIMESERIES = "timeseries.csv"
@@ -97,7 +97,7 @@ def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = ()
         MetricsJsonCallback(run),
         RamGuardCallback(run, t.ram_guard.min_available_mb, stopper=guard),
         BatchMixCallback(run, t.dataset_usage_logger.log_batch_composition_every_n_steps),
-        VerdictCallback(run, n_boot=t.verdict.n_boot, thresholds=thresholds_from_config(t.verdict)),
+        VerdictCallback(run, settings_from_config(t.verdict)),
         *extra_callbacks,
         guard,
     ]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..analysis import runs_table as rt
 from ..data import registry as reg
+from ..metrics.predictions import current_verdict
 from . import data_views as dv
 from . import figures as F
 
@@ -204,6 +205,7 @@ class RunDashboard(W.VBox):
         self.root = Path(root or output_root())
         self.stale_after_s = stale_after_s
         self.rows: list[rt.RunRow] = []
+        self._verdicts: dict = {}                 # (run dir, steps) -> current_verdict (scoring is not free)
         self.shown: dict[str, Any] = {}
         self.study = W.Dropdown(description="study")
         self.status = W.Dropdown(description="status",
@@ -285,15 +287,22 @@ class RunDashboard(W.VBox):
         metrics = rt.load_metrics(row.dir)
         ts = rt.read_timeseries(row.dir)
         self.image.value = F.to_png(F.plot_run_curves(ts, title=row.run, metrics=metrics))
-        verdict = metrics.get("verdict", "(none recorded)")
-        evidence = metrics.get("verdict_evidence", "")
+        # the one scorer (metrics.predictions): the recorded verdict, or the newest predictions scored now
+        cur = self._verdicts.get((row.dir, row.steps))
+        if cur is None:
+            try:
+                cur = current_verdict(row.dir, metrics)
+            except Exception as e:  # noqa: BLE001 - a broken prediction file must not break the dashboard
+                cur = {"verdict": "(not scored)", "verdict_evidence": f"{type(e).__name__}: {e}", "source": "-"}
+            self._verdicts[(row.dir, row.steps)] = cur
+        verdict, evidence = cur["verdict"], cur["verdict_evidence"]
         if isinstance(evidence, (dict, list)):
             evidence = json.dumps(evidence)[:600]
         self.info.value = _table_html({
             "run": row.run, "study": row.study or ".", "status": row.status, "failure": row.failure or "-",
             "reason": row.reason or "-", "steps reached": row.steps if row.steps is not None else "-",
             "heartbeat age": f"{row.heartbeat_age_s} s" if row.heartbeat_age_s is not None else "-",
-            "verdict": verdict, "evidence": evidence or "-",
+            "verdict": verdict, "evidence": evidence or "-", "verdict source": cur.get("source", "-"),
             **{f"metric: {k}": v for k, v in row.metrics.items() if k != "verdict"}, "dir": row.dir})
         self.shown = {"run": row.run, "status": row.status, "failure": row.failure, "verdict": verdict,
                       "steps": row.steps, "curves": list(ts.columns) if len(ts) else []}

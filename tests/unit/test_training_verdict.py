@@ -1,4 +1,4 @@
-"""VerdictCallback / verdict_for_file on npz files written in the Stage-1 and Stage-2 modules' formats."""
+"""VerdictCallback / metrics.predictions.score_file on npz files written in the Stage-1 and Stage-2 modules' formats."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from verdict_cases import stage1_npz as _stage1_npz
+from verdict_cases import stage2_npz as _stage2_npz
+
+from hlrp_core.metrics import predictions as P
 from hlrp_core.training import verdict as V
-
-N_EP, PER_EP, K, S, D = 40, 8, 8, 1, 8
-
 
 class FakeRun:
     def __init__(self, d: Path):
@@ -30,67 +31,11 @@ class FakeLogger:
         self.logged.append((step, dict(m)))
 
 
-def _stage1_npz(run_dir: Path, step: int, kind: str, seed: int = 0) -> Path:
-    """A LAQ validation file (keys of ``laq_module._save_outputs``): ``kind`` = aligned / collapsed / ignored."""
-    rng = np.random.default_rng(seed)
-    N = N_EP * PER_EP
-    act_id = rng.integers(0, K, N)
-    actions = np.eye(K)[act_id][:, :3] + 0.01 * rng.normal(size=(N, 3))
-    actions = np.concatenate([actions, act_id[:, None] / K], 1).astype(np.float32)
-    copy = rng.uniform(0.02, 0.04, N)
-    if kind == "aligned":
-        codes = act_id[:, None]
-        recon, shuf = 0.2 * copy, 0.9 * copy
-    elif kind == "collapsed":
-        codes = np.zeros((N, S), np.int64)
-        recon, shuf = 0.9 * copy, 0.9 * copy
-    else:  # decoder ignores the latent, codes random
-        codes = rng.integers(0, K, (N, S))
-        recon = 0.8 * copy
-        shuf = recon * np.exp(rng.normal(0, 0.03, N))       # Delta PSNR centred on 0
-    latents = (np.eye(K)[codes[:, 0]][:, None, :] + 0.05 * rng.normal(size=(N, S, D))).astype(np.float32)
-    untrained = rng.normal(size=(N, S, D)).astype(np.float32)
-    path = run_dir / "val_predictions" / f"step_{step:06d}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, codes=codes, latents=latents, vectors=latents, actions=actions,
-                        episode_ids=np.repeat([f"ep{i}" for i in range(N_EP)], PER_EP),
-                        dataset_names=np.array(["d"] * N), recon_mse=recon.astype(np.float32),
-                        copy_mse=copy.astype(np.float32), shuffled_mse=shuf.astype(np.float32), step=step,
-                        untrained_latents=untrained)
-    return path
-
-
-def _stage2_npz(run_dir: Path, step: int, kind: str, mode: str = "codes", seed: int = 0) -> Path:
-    """A policy validation file (keys of ``policy_module._save_predictions``)."""
-    rng = np.random.default_rng(seed)
-    N = N_EP * PER_EP
-    p = np.array([0.4, 0.2, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05])
-    gt = rng.choice(K, size=(N, S), p=p)
-    if kind == "perfect":
-        pred = gt.copy()
-    elif kind == "marginal":
-        pred = rng.choice(K, size=(N, S), p=p)
-    else:  # constant
-        pred = np.full((N, S), 3)
-    codebook = rng.normal(size=(K, D)).astype(np.float32)
-    arrays = {"gt_codes": gt, "gt_vectors": codebook[gt], "episode_ids": np.repeat(np.arange(N_EP), PER_EP),
-              "dataset_names": np.array(["d"] * N), "frame_idx": np.arange(N), "codebook": codebook,
-              "step": np.array(step), "mode": np.array(mode)}
-    if mode == "codes":
-        arrays.update(pred_codes=pred, pred_vectors=np.zeros((0,)))
-    else:
-        arrays.update(pred_codes=np.zeros((0, S), np.int64),
-                      pred_vectors=codebook[pred] + 0.01 * rng.normal(size=(N, S, D)).astype(np.float32))
-    path = run_dir / "val_predictions" / f"step_{step:06d}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
-    return path
-
-
 @pytest.mark.parametrize("kind,word", [("aligned", "learning"), ("collapsed", "collapsed"),
                                        ("ignored", "random-like")])
 def test_stage1_file_verdicts(tmp_path, kind, word):
-    w, ev, m = V.verdict_for_file(_stage1_npz(tmp_path, 10, kind), n_boot=200)
+    m = P.score_file(_stage1_npz(tmp_path, 10, kind), P.VerdictSettings(n_boot=200))
+    w, ev = m["verdict"], m["verdict_evidence"]
     assert m["head"] == "stage1"
     assert w == word, ev
     assert ev.startswith(word)
@@ -100,14 +45,15 @@ def test_stage1_file_verdicts(tmp_path, kind, word):
 @pytest.mark.parametrize("kind,word", [("perfect", "learning"), ("marginal", "random-like"),
                                        ("constant", "collapsed")])
 def test_stage2_file_verdicts(tmp_path, mode, kind, word):
-    w, ev, m = V.verdict_for_file(_stage2_npz(tmp_path, 10, kind, mode), n_boot=200)
+    m = P.score_file(_stage2_npz(tmp_path, 10, kind, mode), P.VerdictSettings(n_boot=200))
+    w, ev = m["verdict"], m["verdict_evidence"]
     assert m["head"] == ("token" if mode == "codes" else "vector")
     assert w == word, ev
 
 
 def test_callback_records_and_logs_only_the_current_step(tmp_path):
     run = FakeRun(tmp_path)
-    cb = V.VerdictCallback(run, n_boot=100)
+    cb = V.VerdictCallback(run, P.VerdictSettings(n_boot=100))
     lg = FakeLogger()
     trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, global_step=20, logger=lg)
     module = SimpleNamespace(replacement={"events": 0, "last_replaced": 0})
@@ -151,13 +97,16 @@ def test_callback_survives_a_broken_file(tmp_path):
 
 def test_replaced_rising_makes_stage1_collapsed(tmp_path):
     run = FakeRun(tmp_path)
-    cb = V.VerdictCallback(run, n_boot=100)
+    cb = V.VerdictCallback(run, P.VerdictSettings(n_boot=100))
     trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, global_step=0, logger=None)
     for i, replaced in enumerate([1, 3, 7]):
         trainer.global_step = 10 * (i + 1)
-        _stage1_npz(tmp_path, trainer.global_step, "aligned")
-        cb.on_validation_end(trainer, SimpleNamespace(replacement={"events": i + 1, "last_replaced": replaced}))
+        _stage1_npz(tmp_path, trainer.global_step, "aligned", replacement=(i + 1, replaced))
+        cb.on_validation_end(trainer, SimpleNamespace())
     assert run.rows["verdict"] == "collapsed", run.rows["verdict_evidence"]
+    assert "replaced_rising" in run.rows["verdict_evidence"]
+    # the counters live in the files, so a later reader (notebook 30) reaches the same verdict
+    assert P.score_latest(tmp_path, P.VerdictSettings(n_boot=100))["verdict"] == "collapsed"
 
 
 def test_shuffled_labeller_keeps_the_marginal_and_breaks_the_pairing():

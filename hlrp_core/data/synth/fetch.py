@@ -1,5 +1,6 @@
 """Known-answer episodes from a physics-simulated robot arm: gymnasium-robotics FetchReach (MuJoCo), rendered
-offscreen on the CPU (``MUJOCO_GL=egl``, shadows and multisampling off: shared/spec/ENVIRONMENT.md).
+offscreen on the CPU (``MUJOCO_GL=egl``, shadows and multisampling off), seen from a workspace camera
+(:data:`CAMERA`).
 
 A scripted policy moves the gripper in one of 8 horizontal directions at constant commanded speed; the stored action
 is the commanded Fetch action (dx, dy, dz, gripper) in [-1, 1] (x 0.05 m per step), the state the measured gripper
@@ -21,6 +22,10 @@ import numpy as np
 from .tabletop import DIRECTION_NAMES, DIRECTIONS
 
 SPEED = 0.25          # commanded action magnitude per axis (x 0.05 m per step = 1.25 cm)
+# Workspace camera looking down at the table (60 deg) from 1.1 m: the gripper fills ~1/5 of the frame. Fetch's own
+# default camera (2.5 m, 14 deg) shows the whole robot, where one pair moved ~1% of the pixels and a tiny LAQ did
+# not find the commanded motion (NMI 0.37, probe R2 -0.35; docs/STATUS-2026-11-26.md).
+CAMERA = {"distance": 1.1, "azimuth": 180.0, "elevation": -60.0, "lookat": (1.34, 0.75, 0.45)}
 GL_PACKAGES = {"egl": "libegl1 (and libgl1-mesa-dri for llvmpipe)", "osmesa": "libosmesa6", "glfw": "libglfw3"}
 _TEMPLATES = ("move the arm {d}", "move the gripper {d}", "reach {d}")
 
@@ -69,7 +74,9 @@ class FetchRenderer:
 
             _patch_mujoco_utils()
             gym.register_envs(gymnasium_robotics)
-            self.env = gym.make("FetchReach-v4", render_mode="rgb_array", width=hw[1], height=hw[0])
+            cam = {**CAMERA, "lookat": np.asarray(CAMERA["lookat"], float)}
+            self.env = gym.make("FetchReach-v4", render_mode="rgb_array", width=hw[1], height=hw[0],
+                                default_camera_config=cam)
             model = self.env.unwrapped.model
             model.vis.quality.shadowsize = 0
             model.vis.quality.offsamples = 0

@@ -12,14 +12,14 @@ Usage counters live in buffers, so they are saved in checkpoints and resume exac
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ...metrics import kmeans as KM
 
 
 @dataclass
@@ -61,30 +61,15 @@ class BaseQuantizer(nn.Module):
         return None
 
 
-def kmeans_refit(x: torch.Tensor, current: torch.Tensor, seed: int, restarts: int = 10) -> tuple[
+def kmeans_refit(x: torch.Tensor, current: torch.Tensor, seed: int, restarts: int = KM.RESTARTS) -> tuple[
         torch.Tensor, float, float]:
-    """Best codebook for the latents x (N, D) among Lloyd's k-means started from ``current`` (K, D) and from
-    ``restarts`` k-means++ seeds (scipy ``kmeans2``), by inertia (mean squared distance to the nearest centre).
-    Returns (centres on x's device/dtype, their inertia, the inertia of ``current``). Starting one candidate from the
-    current codebook means a refit never quantizes these latents worse than before; several k-means++ seeds because
-    one seed on ~500 latents of 8 clusters still merged two of them now and then (inertia 0.51 vs 0.37, measured)."""
-    from scipy.cluster.vq import kmeans2, vq
-
-    xs = x.detach().double().cpu().numpy()
-    cur = current.detach().double().cpu().numpy()
-
-    def inertia(c):
-        return float((vq(xs, c)[1] ** 2).mean())  # vq: nearest-centre distances without an (N, K, D) array
-
-    with warnings.catch_warnings():
-        # scipy warns when a centre ends with no point (it keeps the old one); the inertia comparison already
-        # judges such a candidate, so the warning only adds noise to every training log
-        warnings.filterwarnings("ignore", message="One of the clusters is empty")
-        candidates = [kmeans2(xs, cur.copy(), minit="matrix")[0]]
-        candidates += [kmeans2(xs, len(cur), minit="++", seed=seed * 1_000 + r)[0] for r in range(restarts)]
-    scores = [inertia(c) for c in candidates]
-    best = int(np.argmin(scores))
-    return torch.as_tensor(candidates[best], device=x.device, dtype=x.dtype), scores[best], inertia(cur)
+    """Best codebook for the latents x (N, D): :func:`hlrp_core.metrics.kmeans.kmeans` warm-started from
+    ``current`` (K, D) plus ``restarts`` k-means++ seeds (the same k-means as the untrained-LAQ baseline). Returns
+    (centres on x's device/dtype, their inertia, the inertia of ``current``). The warm start means a refit never
+    quantizes these latents worse than before."""
+    res = KM.kmeans(x.detach().double().cpu().numpy(), len(current), seed=seed, restarts=restarts,
+                    init=current.detach().double().cpu().numpy())
+    return torch.as_tensor(res.centres, device=x.device, dtype=x.dtype), res.inertia, res.init_inertia
 
 
 class NSVQ(BaseQuantizer):
