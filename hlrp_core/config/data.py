@@ -156,6 +156,8 @@ class AdapterConfig:
             is in ``hlrp data bench``).
         bad_records: A record that fails its CRC or does not parse: ``fail`` (error naming shard and offset) or
             ``skip`` (redrawn deterministically, counted per dataset in the loader's stats).
+        success_only: Skip episodes whose registry ``success_key`` is false (kuka; rlds_dataset_mod's
+            ``filter_success``); skipped deterministically and counted per dataset.
         versions: ``{dataset name: version directory}`` to pick one when several versions sit side by side.
         tf: The seed's ``data.adapter.tf.*`` knobs.
     """
@@ -169,6 +171,7 @@ class AdapterConfig:
     io_threads: int = 16
     verify_crc: bool = True
     bad_records: str = "fail"
+    success_only: bool = True
     versions: dict[str, str] = field(default_factory=dict)
     tf: TfAdapterConfig = field(default_factory=TfAdapterConfig)
 

@@ -9,6 +9,7 @@ Records are ``tf.train.Example`` protos in the layout TFDS writes (nested featur
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -32,6 +33,7 @@ class Episode:
         state: [T, S] float32.
         language: Per-step instruction ("" when the dataset has none).
         robot: Robot name ("" unless the registry names a key).
+        success: The episode's success flag (registry ``success_key``), None when the dataset has none.
     """
 
     T: int
@@ -40,6 +42,7 @@ class Episode:
     state: np.ndarray
     language: list
     robot: str
+    success: Optional[bool] = None
 
     @property
     def nbytes(self) -> int:
@@ -102,11 +105,15 @@ def parse_episode(raw: bytes, spec: DatasetSpec, where: str, frames: bool = True
         r = _feature(ex, spec.robot_key, spec, where, "robot_key", required=False)
         if r:
             robot = r[0].decode("utf-8", "replace") if isinstance(r[0], bytes) else str(r[0])
+    success = None
+    if spec.success_key:
+        v = _feature(ex, spec.success_key, spec, where, "success_key")
+        success = bool(v[0]) if len(v) else None
     fr = list(_feature(ex, f"steps/{spec.image_path}", spec, where, "image_key")) if frames else []
     if frames and len(fr) != T:
         raise LayoutError(f"{where}: {len(fr)} frames under steps/{spec.image_path} but {T} steps; the camera key "
                           f"of {spec.name} is not per-step in this build: fix image_key in the registry")
-    return Episode(T=T, frames=fr, action=act, state=st, language=lang, robot=robot)
+    return Episode(T=T, frames=fr, action=act, state=st, language=lang, robot=robot, success=success)
 
 
 def reduce_action(action: np.ndarray, t: int, k: int, kind: str) -> np.ndarray:

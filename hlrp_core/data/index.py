@@ -7,7 +7,7 @@ and written into a memory-mapped cache file; episode lengths are written there t
 All ranks and workers on a node map the same files, so the page cache holds them once (PSS counts them once).
 
 Cache layout, one directory per (dataset, version, split, dataset_info.json content):
-``records.i64`` [E, 2] (payload offset, length), ``lengths.i32`` [E] (T; 0 = not read yet) and ``shards.i64``
+``records.i64`` [E, 2] (payload offset, length), ``lengths.i32`` [E] (T; 0 = not read yet), ``failed.u8`` [E] (1 = read, unsuccessful episode) and ``shards.i64``
 [S, 2] (file size and mtime_ns at scan time; 0 = not scanned). The files are created sparse at full size, so
 an unscanned shard costs no disk and no memory; writers race benignly (every writer writes the same values, and a
 shard is marked scanned only after its offsets are written).
@@ -83,6 +83,7 @@ class ShardedSplit:
                 d.mkdir(parents=True, exist_ok=True)
                 self.records = _mapped(d / "records.i64", np.int64, (E, 2))
                 self.lengths = _mapped(d / "lengths.i32", np.int32, (E,))
+                self.failed = _mapped(d / "failed.u8", np.uint8, (E,))
                 self.shards = _mapped(d / "shards.i64", np.int64, (S, 2))
                 self.cache_path = d
                 return
@@ -91,6 +92,7 @@ class ShardedSplit:
         # np.zeros is calloc'd: untouched pages are never resident
         self.records = np.zeros((E, 2), np.int64)
         self.lengths = np.zeros(E, np.int32)
+        self.failed = np.zeros(E, np.uint8)
         self.shards = np.zeros((S, 2), np.int64)
 
     # ------------------------------------------------------------------ addressing
@@ -128,6 +130,7 @@ class ShardedSplit:
                 self.records[a:b, 0] = offs
                 self.records[a:b, 1] = lens
                 self.lengths[a:b] = 0  # lengths of a rewritten shard are unknown again
+                self.failed[a:b] = 0
                 if isinstance(self.records, np.memmap):
                     self.records.flush()
                 self.shards[s] = state

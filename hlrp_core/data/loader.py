@@ -87,6 +87,7 @@ class PairLoader:
         self.unit = t.sampling.unit
         self.verify_crc = bool(d.adapter.verify_crc)
         self.bad_records = d.adapter.bad_records
+        self.success_only = bool(d.adapter.success_only)
         self.bad_seen: dict[str, set] = {}
         guard = d.adapter.ram_guard_min_available_mb
         tr = getattr(cfg, "training", None)
@@ -126,7 +127,7 @@ class PairLoader:
             self.dataset_names = [x.name for x in self.datasets]
             self.a_max = max(x.spec.action_dims for x in self.datasets)
             self.s_max = max(x.spec.state_dims for x in self.datasets)
-            self.sampler = KeySampler([x.draw(self.unit) for x in self.datasets],
+            self.sampler = KeySampler([x.draw(self.unit, d.adapter.success_only) for x in self.datasets],
                                       np.array([x.weight for x in self.datasets]), self.seed,
                                       block=t.mixing.mix_block_length, samples_per_episode=t.sampling.samples_per_episode,
                                       unit=self.unit)
@@ -220,6 +221,8 @@ class PairLoader:
                                     f"{known}; delete {sp.cache_path} and re-sync the shard")
         if not known:
             sp.set_length(pos, ep.T)
+            if ep.success is False:
+                sp.failed[pos] = 1
         if ds.id in self._norm:
             ep.action, ep.state = self._norm[ds.id](ep.action, ep.state)
         if use_cache:
@@ -250,6 +253,9 @@ class PairLoader:
                 return 0
             if T - 1 < ds.k_min:
                 ds.skipped.add(pos)
+            if self.success_only and ds.train.failed[pos]:
+                ds.unsuccessful.add(pos)
+                return 0
             return T
 
         try:
@@ -273,6 +279,8 @@ class PairLoader:
                 T = self._length(ds, "val", pos)
                 if T - 1 < ds.k_min:
                     ds.skipped.add(("val", pos))
+                if self.success_only and ds.val.failed[pos]:
+                    return 0
                 return T
 
             for j in range(n_val):
@@ -444,6 +452,8 @@ class PairLoader:
                 "input_wait_s": round(self.wait_s, 4), "first_batch_s": self.first_batch_s,
                 "startup_s": round(self.startup_s, 3), "threads": self.threads, "sampling_unit": self.unit,
                 "short_episodes_skipped": {x.name: len(x.skipped) for x in self.datasets},
+                "unsuccessful_episodes_skipped": {x.name: len(x.unsuccessful) for x in self.datasets
+                                                  if x.spec.success_key},
                 "bad_records_skipped": {k: len(v) for k, v in self.bad_seen.items()},
                 "shards_scanned": {x.name: x.train.scanned_shards() for x in self.datasets}}
 

@@ -84,7 +84,8 @@ def spec_features(spec: reg.DatasetSpec):
     meta = {"file_path": F.Text(), "primitive_id": F.Scalar(dtype=tf.int32)}
     if spec.robot_key:
         meta[spec.robot_key.split("/")[-1]] = F.Text()
-    return rw.rlds_features(obs, action, step_extra=step_extra, episode_metadata=meta)
+    extra = {spec.success_key: F.Scalar(dtype=tf.bool)} if spec.success_key else None
+    return rw.rlds_features(obs, action, step_extra=step_extra, episode_metadata=meta, episode_extra=extra)
 
 
 def _render_hw(hw: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -171,7 +172,10 @@ def spec_episode(spec: reg.DatasetSpec, seed: int, split_id: int, index: int, nu
     meta = {"file_path": f"hlrp://{spec.name}/{split_id}/{index}", "primitive_id": np.int32(ep.primitive_id)}
     if spec.robot_key:
         meta[spec.robot_key.split("/")[-1]] = ("sawyer", "widowx", "franka", "baxter")[index % 4]
-    return RenderedEpisode(example={"steps": steps, "episode_metadata": meta}, frames=frames, episode=ep)
+    example = {"steps": steps, "episode_metadata": meta}
+    if spec.success_key:
+        example[spec.success_key] = index % 3 != 2  # every third stand-in episode failed
+    return RenderedEpisode(example=example, frames=frames, episode=ep)
 
 
 def episode_lengths(spec: reg.DatasetSpec, seed: int, split_id: int, n: int, t_range=None) -> list[int]:

@@ -54,6 +54,7 @@ class OpenDataset:
         k_min, k_max: Gap range.
         train, val: The lazily indexed splits.
         train_lo, train_hi, val_lo, val_hi: Slice bounds (episode positions) of the train / val selection.
+        unsuccessful: Episode positions skipped by ``data.adapter.success_only`` (registry ``success_key``).
         skipped: Episode positions found too short for k_min (counted per dataset, skipped deterministically).
     """
 
@@ -72,15 +73,18 @@ class OpenDataset:
     val_lo: int
     val_hi: int
     skipped: set = field(default_factory=set)
+    unsuccessful: set = field(default_factory=set)
     report: dict = field(default_factory=dict)
 
     def split(self, which: str) -> ShardedSplit:
         return self.train if which == "train" else self.val
 
-    def draw(self, unit: str) -> DatasetDraw:
+    def draw(self, unit: str, success_only: bool = False) -> DatasetDraw:
         cum = None
         if unit == "step":
             T = np.asarray(self.train.lengths[self.train_lo:self.train_hi], np.float64)
+            if success_only:
+                T[np.asarray(self.train.failed[self.train_lo:self.train_hi]) > 0] = 0
             cum = np.cumsum(np.maximum(0.0, T - self.k_min))
         return DatasetDraw(self.train_lo, self.train_hi, self.k_min, self.k_max, self.seed, cum)
 

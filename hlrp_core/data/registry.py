@@ -83,6 +83,9 @@ class DatasetSpec:
         embedded: True for hlrp's own known-answer datasets (built by ``make_demo``).
         has_instruction: False where the dataset has no instruction feature (then "" per step); otherwise a
             record without ``instruction_key`` is a layout error.
+        success_key: Top-level boolean episode feature marking a successful episode (kuka: ``success``); with
+            ``data.adapter.success_only`` (default on) unsuccessful episodes are skipped, as rlds_dataset_mod's
+            ``filter_success`` does for kuka in ``prepare_open_x``. None = no such feature.
         image_bgr: The main camera is stored BGR (channels flipped at decode; kpertsch/rlds_dataset_mod's
             ``prepare_open_x`` fixes the same three datasets: docs/data_at_scale.md).
         notes: Provenance of non-table facts and other remarks.
@@ -118,6 +121,7 @@ class DatasetSpec:
     embedded: bool = False
     has_instruction: bool = True
     image_bgr: bool = False
+    success_key: Optional[str] = None
     notes: str = ""
 
     # --- derived -----------------------------------------------------------------------------------------------
@@ -219,7 +223,7 @@ _OXE_29: list[DatasetSpec] = [
          extra_cameras=(_C("image_wrist", (224, 224)),),
          extra_action=(("gripper_closedness_action", 1, "float32"), ("terminate_episode", 3, "int32"))),
     _oxe("kuka", None, "0.1.0", "image", (512, 640), _NLI, "obs", layout="dict", akey="world_vector", adims=3,
-         asrc=3, k=5, hz=10, eps=580392, w=0.83, language_ok=False,
+         asrc=3, k=5, hz=10, eps=580392, w=0.83, language_ok=False, success_key="success",
          known_bad="dropped by the predecessor's LeRobot v3 port (Q1); state only as ZLIB bytes (Q3)",
          extra_action=(("rotation_delta", 3, "float32"), ("gripper_closedness_action", 1, "float32"),
                        ("terminate_episode", 3, "int32"))),

@@ -58,7 +58,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def rlds_features(step_observation: Mapping[str, Any], step_action: Any, *, step_extra: Optional[Mapping] = None,
-                  episode_metadata: Optional[Mapping] = None):
+                  episode_metadata: Optional[Mapping] = None, episode_extra: Optional[Mapping] = None):
     """The RLDS FeaturesDict: ``steps`` (a ``tfds.features.Dataset``) with observation, action, reward, discount,
     is_first/is_last/is_terminal (+ ``step_extra``, e.g. ``language_instruction``), and ``episode_metadata``.
 
@@ -81,6 +81,7 @@ def rlds_features(step_observation: Mapping[str, Any], step_action: Any, *, step
     return tfds.features.FeaturesDict({
         "steps": tfds.features.Dataset(steps),
         "episode_metadata": tfds.features.FeaturesDict(meta),
+        **dict(episode_extra or {}),  # top-level episode features (kuka's ``success``)
     })
 
 

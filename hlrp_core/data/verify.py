@@ -49,6 +49,7 @@ def verify_split(split, spec, threads: int, progress=None) -> dict:
                     ep = parse_episode(read_record(path, off, n, fd), spec, f"{path} (record at byte {off - 12})",
                                        frames=True)
                     split.set_length(pos, ep.T)
+                    split.failed[pos] = 1 if ep.success is False else 0
             finally:
                 if fd is not None:
                     os.close(fd)

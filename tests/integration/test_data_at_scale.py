@@ -77,7 +77,7 @@ def test_cold_cache_restart_yields_the_same_batch(root, tmp_path):
         got = b.next_train()
     assert torch.equal(got["sample_key"], ref[2]["sample_key"]) and torch.equal(got["frames"], ref[2]["frames"])
     cache = next((tmp_path / "a").iterdir())
-    assert {p.name for p in cache.iterdir()} == {"records.i64", "lengths.i32", "shards.i64"}
+    assert {p.name for p in cache.iterdir()} == {"records.i64", "lengths.i32", "failed.u8", "shards.i64"}
 
 
 def test_short_episodes_are_skipped_deterministically_and_counted(root, tmp_path):
@@ -275,3 +275,20 @@ def test_normalisation_uses_the_full_pass_statistics(root, tmp_path):
     assert torch.equal(a["sample_key"], b["sample_key"])  # k=1: the label is one step's action
     np.testing.assert_allclose(a["action"][:, :3].numpy(), (b["action"][:, :3].numpy() - mean) / (std + 1e-8),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_kuka_success_filter_skips_failed_episodes(tmp_path):
+    from hlrp_core.data.mirror import write_mirror
+
+    write_mirror(tmp_path / "m", "kuka", episodes=9, contact_sheet=False)  # stand-in: episodes 2, 5, 8 failed
+    entries = [DatasetEntry("kuka", "train[:9]", "train[8:]", 3, weight=1.0)]
+    seen = {}
+    for only in ("true", "false"):
+        cfg = _cfg(tmp_path / "m", tmp_path / f"c{only}", entries,
+                   [f"data.adapter.success_only={only}", "data.adapter.allow_split_overlap=true"])
+        with PairLoader(cfg, with_val=False) as ld:
+            seen[only] = {e for _ in range(8) for e in ld.next_train()["sample_key"][:, 1].tolist()}
+            st = ld.stats()["unsuccessful_episodes_skipped"]["kuka"]
+        if only == "true":
+            assert st > 0 and not (seen[only] & {2, 5, 8})
+    assert seen["false"] & {2, 5, 8}
