@@ -3,7 +3,7 @@
 What ``hlrp runs`` prints and what :class:`hlrp_core.viz.RunDashboard` shows (same functions):
 
 - **status** ``DONE`` / ``FAILED`` / ``RUNNING``, or ``LOST`` when a ``RUNNING`` status's heartbeat (the mtime of the
-  ``status`` file) is older than ``stale_after_s``: the process died without cleanup (WORKBENCH.md section 6);
+  ``status`` file) is older than ``stale_after_s``: the process died without cleanup;
 - **failure** class of a failed or lost run, from evidence: ``diverged``, ``ram_guard`` (the RAM guard's stop),
   ``interrupted`` (SIGINT/SIGTERM, resumable), ``time_limit`` (the SLURM signal lead, a cell timeout, SLURM's
   TIMEOUT), ``disk`` (a refused write), ``oom_kill`` (the memory cgroup's OOM counter rose, or an OOM line of the

@@ -1,9 +1,9 @@
 """``data.*``: dataset list, loader, preprocessing and the ``data.adapter.*`` knobs (every seed knob).
 
-The ``data.adapter.tf.*`` namespace keeps the predecessor's knob names (DATA_ADAPTER.md section 1.2) so the
+The ``data.adapter.tf.*`` namespace keeps the predecessor's knob names (docs/DATA.md, predecessor knobs) so the
 researcher's commands run unchanged. hlrp does not build one tf.data pipeline per dataset; it samples frame pairs
 from an episode index and decodes them in one shared thread pool under one byte budget. Every knob is therefore
-treated as one of (DATA_ADAPTER section 1.2, last column):
+treated as one of (docs/DATA.md, predecessor knobs):
 
 - **keep**: same meaning;
 - **budget**: accepted; it becomes a share of the global thread budget ``data.adapter.threads`` or of the byte
@@ -46,7 +46,7 @@ class LoaderConfig:
         batch_size: Samples per batch (the adapter batches; the torch DataLoader uses ``batch_size=None``). Must be
             a multiple of ``data.adapter.tf.mixing.mix_block_length``.
         num_workers: Torch worker processes. Must be 0 while TF runs in-process (each worker would build a full
-            pipeline, about 6 GB each in the predecessor: DATA_ADAPTER F8); the adapter's own threads do the work.
+            pipeline, about 6 GB each in the predecessor); the adapter's own threads do the work.
         pin_memory: Pinned host batches (useful on GPU only). **keep**
         prefetch_factor: Accepted for seed commands; a documented **no-op** (the adapter prefetches by bytes).
     """
@@ -63,7 +63,7 @@ class PreprocessConfig:
 
     Args:
         image_size: Square output side in pixels; must equal the model's input size.
-        return_metadata: Kept for seed commands. ``true`` (default): a dict batch (DATA_ADAPTER section 2).
+        return_metadata: Kept for seed commands. ``true`` (default): a dict batch (docs/DATA.md, batch contract).
             ``false``: hlrp still returns a dict (so every consumer sees one shape), documented as a no-op.
         resize_mode: ``letterbox`` (keep aspect, pad; default), ``center_crop`` (keep aspect, crop) or ``squash``
             (legacy: stretch to a square). Applied identically to every frame of a sample.
@@ -83,7 +83,7 @@ class PreprocessConfig:
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class DatasetEntry:
-    """One entry of ``data.dataset.oxe.datasets`` (DATASETS.md section 2).
+    """One entry of ``data.dataset.oxe.datasets``.
 
     Args:
         name: Registry name (e.g. ``bridge``) or an embedded dataset name.
@@ -93,7 +93,7 @@ class DatasetEntry:
         pair_offset_steps: Gap k between the first and last frame of a pair (k_min when a range is given).
         pair_offset_max_steps: Optional upper end of a per-sample gap range [k, k_max]; null = fixed k.
         pair_offset_seconds: Optional gap in seconds, ``[dt]`` or ``[dt_min, dt_max]``; replaces the steps above with
-            k = max(1, round(dt * control_hz)) from the registry's control frequency (DATASETS Q8). A dataset with
+            k = max(1, round(dt * control_hz)) from the registry's control frequency. A dataset with
             unknown Hz is an error at loader start.
         weight: A number, ``"proportionate"`` or null (= proportionate). 0 drops the dataset.
         approx_num_pairs: Size hint for proportionate weights; null = the pair count from hlrp's episode index.
@@ -221,7 +221,7 @@ class DataConfig:
     effective: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, problems: list[str]) -> None:
-        """All cross-knob rules (DATA_ADAPTER 1.5, C1-C11). Pure: no thread, TF object or file handle."""
+        """All cross-knob rules. Pure: no thread, TF object or file handle."""
         from .data_effective import inert_warnings
 
         validate_data(self, problems)
@@ -298,7 +298,7 @@ def _split_problems(name: str, entry: DatasetEntry, allow_overlap: bool, problem
 
 def resolve_weights(entries: list[DatasetEntry], sizes: Optional[dict[str, float]] = None,
                     warnings: Optional[list[str]] = None) -> dict[str, float]:
-    """DATASETS.md section 3: numeric weights kept; ``"proportionate"``/null entries share max(0, 1 - sum(explicit))
+    """Numeric weights kept; ``"proportionate"``/null entries share max(0, 1 - sum(explicit))
     by size (``sizes`` from the index when given, else ``approx_num_pairs``; all sizes 0 -> equal split);
     renormalise; entries with final weight <= 0 are dropped. Returns {name: weight} of the kept entries."""
     explicit: dict[str, float] = {}

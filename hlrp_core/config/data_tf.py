@@ -1,9 +1,9 @@
 """``data.adapter.tf.*``: the predecessor's knob namespace, accepted unchanged.
 
-The ``data.adapter.tf.*`` namespace keeps the predecessor's knob names (DATA_ADAPTER.md section 1.2) so the
+The ``data.adapter.tf.*`` namespace keeps the predecessor's knob names (docs/DATA.md, predecessor knobs) so the
 researcher's commands run unchanged. hlrp does not build one tf.data pipeline per dataset; it samples frame pairs
 from an episode index and decodes them in one shared thread pool under one byte budget. Every knob is therefore
-treated as one of (DATA_ADAPTER section 1.2, last column):
+treated as one of (docs/DATA.md, predecessor knobs):
 
 - **keep**: same meaning;
 - **budget**: accepted; it becomes a share of the global thread budget ``data.adapter.threads`` or of the byte
@@ -26,7 +26,7 @@ AUTOTUNE = -1
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# data.adapter.tf.* (seed knobs; DATA_ADAPTER section 1.2). Defaults are the base preset L unless marked hlrp.
+# data.adapter.tf.* (seed knobs; docs/DATA.md, predecessor knobs). Defaults are the base preset L unless marked hlrp.
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class MetadataConfig:
@@ -81,7 +81,7 @@ class IteratorConfig:
 class SamplingConfig:
     """Args:
         samples_per_episode: 0 or 1: every key draws its own episode. N >= 2: N consecutive keys share one
-            episode read, each with its own uniform t and k (never "the first N pairs"; DATA_ADAPTER section 3.3).
+            episode read, each with its own uniform t and k (never "the first N pairs").
         seed: Sampling seed. Every sample key (dataset, episode, t, k) is a pure function of (seed, epoch, index);
             the loader's seed is (seed + 1000003 x the run seed) & 0x7FFFFFFF (``loader_seed``), per dataset
             (that + crc32(name)) & 0x7FFFFFFF unless the entry sets ``seed`` (``data.effective.seed.<name>``).
@@ -208,7 +208,7 @@ class MixingConfig:
 
 @dataclass
 class TfAdapterConfig:
-    """``data.adapter.tf.*``: the predecessor's knob namespace (DATA_ADAPTER section 1.2), accepted unchanged.
+    """``data.adapter.tf.*``: the predecessor's knob namespace (docs/DATA.md, predecessor knobs), accepted unchanged.
 
     Args:
         metadata: Per-pair metadata fields.

@@ -37,7 +37,7 @@ class ValidationConfig:
         figures: Stage 1: save the reconstruction grid, code-usage histogram and code-vs-action scatter at each
             validation (``figures/*.png``, overwritten, so the run dir holds the latest).
         untrained_baseline: Stage 1: also measure NMI / probe R2 on a randomly initialised model of the same shape
-            (the ``val/*_untrained`` keys; LEARNING_METRICS 5).
+            (the ``val/*_untrained`` keys; docs/METRICS.md §5).
     """
 
     check_interval: int = 500
@@ -105,7 +105,7 @@ class DivergenceConfig:
 
 @dataclass
 class VerdictConfig:
-    """The "is this learning?" verdict written after every validation (spec LEARNING_METRICS section 8; the rule is
+    """The "is this learning?" verdict written after every validation (docs/METRICS.md §8; the rule is
     in ``hlrp_core/metrics/verdict.py``). Defaults are the spec's.
 
     Args:

@@ -1,34 +1,7 @@
 """Batch assembly: decoded, resized uint8 frames and the per-pair metadata; only the frames a sample uses are
 decoded, last, after mixing.
 
-Batch contract (DATA_ADAPTER.md section 2; the one place it is written down in code), B = batch size:
-
-=================  ===========================  =================================================================
-key                type / shape                 meaning
-=================  ===========================  =================================================================
-``frames``         torch.uint8 [B,3,T,H,W]      T = frames selected by ``pair_frames`` (2 for endpoints); H = W =
-                                                ``data.preprocess.image_size``; aspect kept (letterbox by default)
-``frame_offset``   int64 [B,T]                  offset of each frame from t (0 ... k; repeats k as padding when T
-                                                varies with k in ``all``/``stride`` modes)
-``episode_id``     list[str]                    ``"<dataset>@<version>/<split>/<record index>"`` (stable)
-``frame_idx``      int64 [B]                    start step t
-``offset``         int64 [B]                    gap k of each sample
-``language``       list[str]                    instruction at t ("" when none)
-``dataset_name``   list[str]                    registry name (``dataset_type`` is the same list)
-``dataset_id``     int64 [B]                    position of the dataset in ``loader.dataset_names``
-``action``         float32 [B,A_max]            reducer over [t, t+k) (``delta`` sum, ``absolute`` a[t+k]-a[t]),
-                                                zero-padded to the mix's max action width
-``action_dim``     int64 [B]                    valid leading entries of ``action`` (0 = masked)
-``initial_state``  float32 [B,S_max]            state at t, zero-padded (diagnostic only)
-``state_dim``      int64 [B]                    valid leading entries of ``initial_state``
-``robot``          list[str]                    robot name (robonet) or ""
-``sample_key``     int64 [B,4]                  (dataset_id, episode, t, k); episode = record index in its split
-                                                (+ 10^9 x split code for non-``train`` splits)
-``index``          int64 [B]                    global sample index i (train) / val position (val)
-=================  ===========================  =================================================================
-
-With ``metadata.mode=dataset_only`` the batch holds only ``frames``, ``dataset_name``, ``dataset_type``,
-``dataset_id``, ``sample_key`` and ``index``.
+The batch contract (every key, its type and shape) is written once, in ``docs/DATA.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loader-only benchmark (DATA_ADAPTER section 7): ``hlrp data bench`` and ``notebooks/01_data_throughput.ipynb``
+"""Loader-only benchmark (docs/data_at_scale.md): ``hlrp data bench`` and ``notebooks/01_data_throughput.ipynb``
 both call :func:`run_bench`.
 
 Measures, on the same cores and thread count:

@@ -1,7 +1,7 @@
 """JPEG decode + aspect-preserving resize on uint8, the only image work of the data path.
 
 Decode: PIL (libjpeg-turbo) with DCT-scaled decoding (``Image.draft``) whenever the source is at least twice the
-target in both axes (DATA_ADAPTER P4). Resize: antialiased bilinear on uint8 (no float Lanczos). The batch path
+target in both axes. Resize: antialiased bilinear on uint8 (no float Lanczos). The batch path
 (``chw=True``) resizes with torch's uint8 ``interpolate(mode="bilinear", antialias=True)`` straight into the
 [3, H, W] slot of the batch: the same filter as PIL's BILINEAR, about 2.4x cheaper than PIL's resize + band split on
 the dev box, and GIL-free. The same geometry applies to every frame of a sample (they share the source size).

@@ -1,7 +1,7 @@
 """The dataset table as data: the 29 OXE datasets, the 3 excluded ones and hlrp's embedded known-answer datasets.
 
 One frozen :class:`DatasetSpec` per dataset in :data:`REGISTRY` (name -> spec). Facts and their sources are in
-``shared/spec/DATASETS.md`` (section 1 table, section 4 quirks Q1-Q15). Per-dataset behaviour (action reducer,
+the OXE dataset catalogue and each dataset's TFDS page. Per-dataset behaviour (action reducer,
 state/instruction decoding, known-bad notes) is expressed here as columns, never as code branches elsewhere.
 
 ``*_source_dims`` give the width of the feature in the real dataset (used by the stand-in mirror to write the real
@@ -22,7 +22,7 @@ INSTRUCTION_ENCODINGS = ("string", "codepoints", "multimodal")
 ACTION_LAYOUTS = ("dict", "flat", "string")
 ACTION_KINDS = ("delta", "absolute", "none")
 
-#: Mix-wide padding across the 29 datasets (DATASETS.md section 1): bc_z's 30-dim action, ur5/taco's 15-dim state.
+#: Mix-wide padding across the 29 datasets: bc_z's 30-dim action, ur5/taco's 15-dim state.
 ACTION_PAD = 30
 STATE_PAD = 15
 
@@ -32,7 +32,7 @@ CODEPOINT_LEN = 512
 
 @dataclass(frozen=True)
 class ExtraCamera:
-    """Another camera of the same step (DATASETS Q15); never decoded by the loader unless selected.
+    """Another camera of the same step; never decoded by the loader unless selected.
 
     Args:
         key: Observation key (nested path allowed with ``/``).
@@ -69,7 +69,7 @@ class DatasetSpec:
         action_source_dims: Width of the action feature in the real data (0 for ``string``).
         action_kind: Reducer over [t, t+k): ``delta`` (sum), ``absolute`` (a[t+k] - a[t]) or ``none`` (masked).
         pair_offset_steps: Default k (29-list value).
-        control_hz: Control frequency (public value, DATASETS Q8); None = unknown.
+        control_hz: Control frequency (public value); None = unknown.
         num_episodes: Episodes in the real ``train`` split (mirror inventory); for embedded data, what make-demo
             writes.
         public_weight: Multiplier in OpenVLA's ``oxe_magic_soup_plus``; None = not in that mix.
@@ -211,7 +211,7 @@ _OXE_29: list[DatasetSpec] = [
     _oxe("robonet", "robo_net", "0.1.0", "image", (240, 320), _LI, "step", state="state", sdims=3, ssrc=5,
          adims=3, asrc=5, k=10, hz=1, eps=82775, robot_key="episode_metadata/robot",
          extra_cameras=(_C("image1", (240, 320)),),
-         notes="registry says 10 Hz (estimate); openx2lerobot 1 Hz (DATASETS footnote 2). " + _P_SRC),
+         notes="registry says 10 Hz (estimate); openx2lerobot 1 Hz. " + _P_SRC),
     _oxe("droid", None, "1.0.1", "exterior_image_1_left", (180, 320), _LI, "step", state="cartesian_position",
          sdims=6, ssrc=6, adims=7, asrc=7, k=5, hz=15, eps=95658, w=0.06,
          extra_cameras=(_C("wrist_image_left", (180, 320)),), extra_obs=(("gripper_position", 1),)),

@@ -1,6 +1,6 @@
 """Where each dataset lives (``local`` / ``gcs`` / ``auto``) and its split layout, read from ``dataset_info.json``.
 
-No silent fallback (DATA_ADAPTER F4, rule C9): ``auto`` uses the local mirror when ``<root>/<dir>/<ver>`` exists and
+No silent fallback: ``auto`` uses the local mirror when ``<root>/<dir>/<ver>`` exists and
 falls back to GCS only with ``data.adapter.tf.tfds_read.allow_gcs=true``; every resolution is logged and lands in the
 startup report. A missing dataset names the path that was looked at and the fix.
 """
@@ -112,7 +112,7 @@ def _listdir(p: str) -> list[str]:
 
 
 def _version_dir(base: str, version: str, name: str = "", chosen: str = "") -> Optional[str]:
-    """The version directory to read (DATASETS Q11): ``chosen`` (``data.adapter.versions.<name>``) when given;
+    """The version directory to read: ``chosen`` (``data.adapter.versions.<name>``) when given;
     else the registry's ``version`` when it is the only complete one; else the only complete version present.
     Several complete versions side by side without a choice is an error listing them and naming the knob."""
     if chosen:
@@ -163,7 +163,7 @@ def _layout(path: str, tfds_dir: str) -> dict[str, SplitLayout]:
             raise DataSourceError(
                 f"{path}: split {split!r} lists {n} shards in dataset_info.json but {len(missing)} are missing "
                 f"(e.g. {missing[0]}); {len(present)} shard files are present. The dataset is incomplete or broken "
-                "(DATASETS Q1); re-sync it or drop it from the list (weight: 0)")
+                "(re-sync it or drop it from the list with weight 0)")
         out[split] = SplitLayout(split, [f"{path}/{f}" for f in files], lengths)
     return out
 

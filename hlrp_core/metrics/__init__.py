@@ -1,7 +1,7 @@
 """hlrp_core.metrics: "is this learning?" metrics, baselines, confidence intervals and a verdict.
 
 Pure numpy/scipy (no torch, no TF), so training code, analysis notebooks and tests can all call it. Formulas,
-baselines and floors: ``/work/shared/spec/LEARNING_METRICS.md``. Metric names: :mod:`hlrp_core.metrics.names`.
+baselines and floors: ``docs/METRICS.md``. Metric names: :mod:`hlrp_core.metrics.names`.
 
 Typical use at a validation::
 

@@ -1,4 +1,4 @@
-"""Confidence intervals and trend tests (spec LEARNING_METRICS §7).
+"""Confidence intervals and trend tests (docs/METRICS.md §7).
 
 - :func:`wilson_interval`: binomial proportion CI (accuracy, top-k, success rates).
 - :class:`EpisodeResampler` + :func:`cluster_bootstrap`: resample **episodes** with replacement and recompute a

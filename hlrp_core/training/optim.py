@@ -1,6 +1,6 @@
 """AdamW with decay only on >=2-D weights, plus linear warm-up then cosine decay to ``min_lr_ratio * lr``.
 
-The decay length is derived from ``training.max_steps`` (MODELS section 4: no hidden schedule floor).
+The decay length is derived from ``training.max_steps`` (docs/MODELS.md section 4: no hidden schedule floor).
 """
 
 from __future__ import annotations

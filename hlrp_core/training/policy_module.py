@@ -1,4 +1,4 @@
-"""Stage-2 Lightning module: the latent policy trained against online frozen-LAQ labels (MODELS.md section 2).
+"""Stage-2 Lightning module: the latent policy trained against online frozen-LAQ labels (docs/MODELS.md section 2).
 
 Per batch: frames -> frozen LAQ (eval, no_grad) -> codes [B,S] + raw vectors [B,S,D]; the policy sees the first
 frame and the instruction. Logged: ``train/loss`` + sub-losses + ``train/lr``; at each validation (the whole fixed

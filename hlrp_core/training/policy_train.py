@@ -53,7 +53,7 @@ def build_policy_module(cfg: Any, run: Any = None, labeller: Optional[LatentLabe
 
 
 def _default_datamodule(cfg: Any) -> Any:
-    from ..data import build_datamodule  # the data adapter (DATA_ADAPTER.md section 2 batches)
+    from ..data import build_datamodule  # the data adapter (docs/DATA.md, batch contract batches)
 
     return build_datamodule(cfg)
 

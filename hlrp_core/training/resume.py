@@ -1,5 +1,5 @@
 """Exact resume: a pre-flight check of a checkpoint against a freshly built module (before any data loads), and the
-data position / RNG bookkeeping that makes the next batch and the loss curve continue exactly (MODELS 2.9).
+data position / RNG bookkeeping that makes the next batch and the loss curve continue exactly (docs/MODELS.md 2.9).
 
 Checkpoints written by hlrp modules carry ``hlrp`` = {``hparams_schema_version``, ``config`` (the resolved run
 config), ``arch`` (the model's architecture dict), ``data_position``, ``rng``}.

@@ -1,4 +1,4 @@
-"""JupyterLab widgets (WORKBENCH.md section 11): one line each in a notebook.
+"""JupyterLab widgets: one line each in a notebook.
 
     DatasetExplorer()                 # browse the embedded data (or any root with TFDS datasets)
     RunDashboard()                    # the runs under outputs/: status, curves, verdict, samples, config diff

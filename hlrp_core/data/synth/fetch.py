@@ -24,7 +24,7 @@ from .tabletop import DIRECTION_NAMES, DIRECTIONS
 SPEED = 0.25          # commanded action magnitude per axis (x 0.05 m per step = 1.25 cm)
 # Workspace camera looking down at the table (60 deg) from 1.1 m: the gripper fills ~1/5 of the frame. Fetch's own
 # default camera (2.5 m, 14 deg) shows the whole robot, where one pair moved ~1% of the pixels and a tiny LAQ did
-# not find the commanded motion (NMI 0.37, probe R2 -0.35; docs/STATUS-2026-11-26.md).
+# not find the commanded motion (NMI 0.37, probe R2 -0.35; CHANGELOG.md, 2026-11-26).
 CAMERA = {"distance": 1.1, "azimuth": 180.0, "elevation": -60.0, "lookat": (1.34, 0.75, 0.45)}
 GL_PACKAGES = {"egl": "libegl1 (and libgl1-mesa-dri for llvmpipe)", "osmesa": "libosmesa6", "glfw": "libglfw3"}
 _TEMPLATES = ("move the arm {d}", "move the gripper {d}", "reach {d}")

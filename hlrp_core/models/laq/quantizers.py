@@ -31,7 +31,7 @@ class QuantOut:
 
 
 def batch_perplexity(codes: torch.Tensor, k: int) -> torch.Tensor:
-    """exp(entropy) of the code frequencies in ``codes`` (any shape), MODELS 1.3."""
+    """exp(entropy) of the code frequencies in ``codes`` (any shape), docs/MODELS.md 1.3."""
     p = torch.bincount(codes.reshape(-1), minlength=k).float()  # (K,)
     p = p / p.sum().clamp_min(1)
     return torch.exp(-(p * torch.log(p + 1e-12)).sum())
@@ -73,9 +73,9 @@ def kmeans_refit(x: torch.Tensor, current: torch.Tensor, seed: int, restarts: in
 
 
 class NSVQ(BaseQuantizer):
-    """Noise-substitution VQ (MODELS 1.3): nearest code; in training the decoder sees
+    """Noise-substitution VQ (docs/MODELS.md 1.3): nearest code; in training the decoder sees
     ``x + (||x - e|| / ||v|| + eps) * v`` with ``v ~ N(0, I)``; no codebook or commitment loss.
-    Dead-code replacement with a threshold relative to mean usage and a minimum window (MODELS 1.6).
+    Dead-code replacement with a threshold relative to mean usage and a minimum window (docs/MODELS.md 1.6).
 
     Optional k-means refits (``refit_steps``): at each listed step the codebook is replaced by the best k-means
     solution (:func:`kmeans_refit`) for the latents of the last ``refit_window`` training batches. Why: NSVQ moves
