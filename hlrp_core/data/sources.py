@@ -163,7 +163,7 @@ def _layout(path: str, tfds_dir: str) -> dict[str, SplitLayout]:
             raise DataSourceError(
                 f"{path}: split {split!r} lists {n} shards in dataset_info.json but {len(missing)} are missing "
                 f"(e.g. {missing[0]}); {len(present)} shard files are present. The dataset is incomplete or broken "
-                "(re-sync it or drop it from the list with weight 0)")
+                "(re-sync it or drop it from the list: weight: 0)")
         out[split] = SplitLayout(split, [f"{path}/{f}" for f in files], lengths)
     return out
 
