@@ -70,7 +70,8 @@ def evict(cfg: Any) -> int:
     d = cfg.data
     total = 0
     for e in d.dataset.oxe.datasets:
-        src = resolve_source(reg.get(e.name), d.adapter.tf.tfds_read, data_root_of(d), d.adapter.versions.get(e.name, ""))
+        src = resolve_source(reg.get(e.name), d.adapter.tf.tfds_read, data_root_of(d),
+                             d.adapter.versions.get(e.name, ""))
         for lay in src.splits.values():
             for path in lay.files:
                 if path.startswith("gs://"):

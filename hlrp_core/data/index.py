@@ -7,7 +7,8 @@ and written into a memory-mapped cache file; episode lengths are written there t
 All ranks and workers on a node map the same files, so the page cache holds them once (PSS counts them once).
 
 Cache layout, one directory per (dataset, version, split, dataset_info.json content):
-``records.i64`` [E, 2] (payload offset, length), ``lengths.i32`` [E] (T; 0 = not read yet), ``failed.u8`` [E] (1 = read, unsuccessful episode) and ``shards.i64``
+``records.i64`` [E, 2] (payload offset, length), ``lengths.i32`` [E] (T; 0 = not read yet), ``failed.u8`` [E]
+(1 = read, unsuccessful episode) and ``shards.i64``
 [S, 2] (file size and mtime_ns at scan time; 0 = not scanned). The files are created sparse at full size, so
 an unscanned shard costs no disk and no memory; writers race benignly (every writer writes the same values, and a
 shard is marked scanned only after its offsets are written).

@@ -129,7 +129,8 @@ class PairLoader:
             self.s_max = max(x.spec.state_dims for x in self.datasets)
             self.sampler = KeySampler([x.draw(self.unit, d.adapter.success_only) for x in self.datasets],
                                       np.array([x.weight for x in self.datasets]), self.seed,
-                                      block=t.mixing.mix_block_length, samples_per_episode=t.sampling.samples_per_episode,
+                                      block=t.mixing.mix_block_length,
+                                      samples_per_episode=t.sampling.samples_per_episode,
                                       unit=self.unit)
         self.statistics: dict[str, dict] = {}
         self._norm: dict[int, Any] = {}
@@ -183,7 +184,8 @@ class PairLoader:
                 path, off, _ = ds.train.record(p0)
                 raise CorruptShardError(
                     f"{path} (record at byte {off}): the first frame of {ds.name} is not a decodable image "
-                    f"({type(exc).__name__}); the shard is corrupt: re-sync it or drop the dataset (weight: 0)") from None
+                    f"({type(exc).__name__}); the shard is corrupt: re-sync it or drop the dataset (weight: 0)"
+                ) from None
             ds.report["first_element_s"] = round(time.perf_counter() - t0, 4)
             self.report.append(ds.report)
 

@@ -8,7 +8,8 @@ payload), so indexing a shard costs 12 bytes per episode instead of the episode'
 seek + read on a ``GFile``: never the whole shard). The CRC is crc32c in C (``google-crc32c``), the same check
 TensorFlow's reader does (it reports ``DATA_LOSS``); a flipped byte is therefore never trained on silently.
 
-Every byte this module reads is counted in :data:`BYTES_READ` (``headers`` counts scan reads) (the benchmark's "bytes read before the first batch").
+Every byte this module reads is counted in :data:`BYTES_READ` (``headers`` counts scan reads): the benchmark's
+"bytes read before the first batch".
 """
 
 from __future__ import annotations
