@@ -24,7 +24,7 @@ FLOORS = {
     "training": 6,
     "train": 7, "analysis": 7,  # train = the srun entry point (python -m hlrp_core.train), above training/
     "launch": 8,
-    "cluster": 9, "viz": 9, "demo": 9,
+    "cluster": 9, "viz": 9, "demo": 9, "resume_run": 9,
     "ladder": 10,
     "cli": 11,
 }
