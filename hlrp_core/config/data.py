@@ -1,18 +1,9 @@
 """``data.*``: dataset list, loader, preprocessing and the ``data.adapter.*`` knobs (every seed knob).
 
-The ``data.adapter.tf.*`` namespace keeps the predecessor's knob names (docs/DATA.md, predecessor knobs) so the
-researcher's commands run unchanged. hlrp does not build one tf.data pipeline per dataset; it samples frame pairs
-from an episode index and decodes them in one shared thread pool under one byte budget. Every knob is therefore
-treated as one of (docs/DATA.md, predecessor knobs):
+The ``data.adapter.tf.*`` namespace keeps the predecessor's knob names so the researcher's commands run
+unchanged; how each is read (keep / budget / derived / no-op) is in ``docs/DATA.md`` (predecessor knobs).
 
-- **keep**: same meaning;
-- **budget**: accepted; it becomes a share of the global thread budget ``data.adapter.threads`` or of the byte
-  budget ``data.adapter.ram_budget_mb``; the effective value is reported by ``effective_knobs``;
-- **derived**: computed by hlrp; a user value that cannot be honoured is an error (or, where the seed's own
-  commands rely on the predecessor's silent clamp, a warning that names the effective value);
-- **no-op**: accepted so old commands still run; a non-default value logs a warning that it has no effect.
-
-All cross-knob rules (section 1.5, C1-C11) run in ``DataConfig.validate``, which ``hlrp_core.config.load`` calls
+All cross-knob rules run in ``DataConfig.validate``, which ``hlrp_core.config.load`` calls
 before any thread, TF object or file handle exists. ``effective_knobs(cfg)`` returns the values after clamping and
 derivation (``hlrp_core.runs.start`` records them; the loader prints them at startup).
 

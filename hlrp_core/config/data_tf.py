@@ -12,7 +12,7 @@ treated as one of (docs/DATA.md, predecessor knobs):
   commands rely on the predecessor's silent clamp, a warning that names the effective value);
 - **no-op**: accepted so old commands still run; a non-default value logs a warning that it has no effect.
 
-All cross-knob rules (section 1.5, C1-C11) run in ``DataConfig.validate``, which ``hlrp_core.config.load`` calls
+All cross-knob rules run in ``DataConfig.validate``, which ``hlrp_core.config.load`` calls
 before any thread, TF object or file handle exists. ``effective_knobs(cfg)`` returns the values after clamping and
 derivation (``hlrp_core.runs.start`` records them; the loader prints them at startup).
 """

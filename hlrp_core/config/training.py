@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .errors import check, check_choice
+from .verdict import VerdictRules
 
 
 @dataclass
@@ -104,42 +105,16 @@ class DivergenceConfig:
 
 
 @dataclass
-class VerdictConfig:
-    """The "is this learning?" verdict written after every validation (docs/METRICS.md §8; the rule is
-    in ``hlrp_core/metrics/verdict.py``). Defaults are the spec's.
+class VerdictConfig(VerdictRules):
+    """``training.verdict.*``: the "is this learning?" verdict written after every validation (docs/METRICS.md §8;
+    the rule is in ``hlrp_core/metrics/verdict.py``). The thresholds and their meanings are ``VerdictRules``
+    (``config/verdict.py``), plus:
 
     Args:
         n_boot: Episode-bootstrap resamples per confidence interval.
-        min_episodes: Fewer held-out episodes -> ``inconclusive`` (insufficient data).
-        min_items_per_code: Items needed per code (N >= this x K) for the histogram metrics, else ``inconclusive``.
-        collapse_top1_floor: ``collapsed`` when the predicted top-1 share CI lies above max(this, GT top-1 share +
-            ``collapse_top1_margin``).
-        collapse_top1_margin: See ``collapse_top1_floor``.
-        collapse_unique_ratio: ``collapsed`` when the unique-code ratio (pred / GT) CI lies below this.
-        collapse_ppl_ratio: ``collapsed`` when the perplexity ratio (pred / GT) CI lies below this.
-        collapse_var_ratio: Vector head: ``collapsed`` when the variance ratio CI lies below this.
-        random_tolerance: Largest effect of the primary metric (lift, R^2, information gain) still called
-            ``random-like``: its upper CI bound must lie below this.
-        plateau_tolerance: Latest-minus-first drop of the primary metric still read as a plateau (not degrading).
-        require_ablation: Call a run ``learning`` only when an input ablation was run and showed a drop.
-        stage1_min_ppl: Stage 1: ``collapsed`` at or below this code perplexity.
-        stage1_min_excess: Stage 1: minimum NMI / probe-R^2 excess over the shuffled control when no paired
-            comparison with the untrained LAQ is available.
     """
 
     n_boot: int = 500
-    min_episodes: int = 30
-    min_items_per_code: float = 10.0
-    collapse_top1_floor: float = 0.5
-    collapse_top1_margin: float = 0.3
-    collapse_unique_ratio: float = 0.25
-    collapse_ppl_ratio: float = 0.25
-    collapse_var_ratio: float = 0.1
-    random_tolerance: float = 0.02
-    plateau_tolerance: float = 0.01
-    require_ablation: bool = False
-    stage1_min_ppl: float = 1.5
-    stage1_min_excess: float = 0.05
 
 
 @dataclass

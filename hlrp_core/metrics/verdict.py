@@ -48,40 +48,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..config.verdict import VerdictRules
 from . import names as n
 
 
 @dataclass
-class VerdictThresholds:
-    """Thresholds of the verdict rule (module docstring).
+class VerdictThresholds(VerdictRules):
+    """The rule's thresholds: the ``training.verdict.*`` fields (``VerdictRules``, where each is documented), with
+    ``random_tolerance`` given per primary metric (lift, R^2, information gain).
 
     Args:
-        min_episodes: Fewer eval episodes -> inconclusive.
-        min_items_per_code: Items needed per histogram bin (N >= this x K), else inconclusive.
-        collapse_top1_floor: Predicted top-1 share CI above max(this, GT top-1 + collapse_top1_margin) = collapsed.
-        collapse_top1_margin: See above.
-        collapse_unique_ratio: Unique ratio CI below this = collapsed.
-        collapse_ppl_ratio: Perplexity ratio CI below this = collapsed.
-        collapse_var_ratio: Vector variance ratio CI below this = collapsed.
-        random_tolerance: Largest primary-metric effect still called "random-like" (upper CI bound below it).
-        plateau_tolerance: Latest-minus-first paired drop tolerated as a plateau.
-        require_ablation: Require an input-ablation drop for "learning" even when no ablation was run.
-        stage1_min_ppl: Stage 1 collapsed at or below this code perplexity.
-        stage1_min_excess: Stage 1 action alignment: minimum excess over the shuffled control (no-CI fallback).
+        random_tolerance: ``{primary metric name: largest effect still called random-like}``.
     """
 
-    min_episodes: int = 30
-    min_items_per_code: float = 10.0
-    collapse_top1_floor: float = 0.5
-    collapse_top1_margin: float = 0.3
-    collapse_unique_ratio: float = 0.25
-    collapse_ppl_ratio: float = 0.25
-    collapse_var_ratio: float = 0.1
-    random_tolerance: dict = field(default_factory=lambda: {n.LIFT: 0.02, n.R2: 0.02, n.IG: 0.02})
-    plateau_tolerance: float = 0.01
-    require_ablation: bool = False
-    stage1_min_ppl: float = 1.5
-    stage1_min_excess: float = 0.05
+    random_tolerance: dict = field(
+        default_factory=lambda: dict.fromkeys((n.LIFT, n.R2, n.IG), VerdictRules.random_tolerance))
 
 
 def _f(x: Any) -> float:
