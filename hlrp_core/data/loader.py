@@ -405,7 +405,8 @@ class PairLoader:
         if self.ram_floor_mb > 0:
             avail = mem_available_mb()
             if avail < self.ram_floor_mb:
-                reason = (f"RAM guard: MemAvailable {avail:.0f} MB < floor {self.ram_floor_mb} MB "
+                reason = (f"RAM guard: memory headroom (MemAvailable or the cgroup's) {avail:.0f} MB < floor "
+                          f"{self.ram_floor_mb} MB "
                           "(data.adapter.ram_guard_min_available_mb / training.ram_guard.min_available_mb); "
                           "stopped cleanly before the OOM killer")
                 self.close()

@@ -22,14 +22,11 @@ class StallError(TimeoutError):
 
 
 def mem_available_mb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("inf")
+    """MiB this process may still allocate: the smaller of MemAvailable and its memory cgroup's headroom (a SLURM
+    ``--mem`` job is killed at its cgroup limit with plenty of host memory free)."""
+    from ..sysmem import available_bytes
+
+    return available_bytes() / 2 ** 20
 
 
 class Stopped(Exception):
