@@ -197,7 +197,8 @@ def run_bench(cfg: Any, batches: Optional[int] = None, warmup: Optional[int] = N
 
 
 # ---------------------------------------------------------------------------------------------------------------- CLI
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments ``config_for`` reads; shared by ``hlrp data bench``, ``stats`` and ``verify``."""
     p.add_argument("--datasets", default=None,
                    help="all29 | embedded | NAME,NAME,... (replaces the config's dataset list; equal weights, "
                         "splits train[:90%%]/train[90%%:])")
@@ -205,6 +206,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", default="", help="experiment preset to start from")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set data=oxe_local_spe0 --set data.loader.batch_size=48)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
     p.add_argument("--batches", type=int, default=None, help="measured batches per round (default data.bench.batches)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up batches (default data.bench.warmup)")
     p.add_argument("--rounds", type=int, default=None, help="measurement rounds, median reported")

@@ -6,7 +6,7 @@ Public API::
         for batch in loader: ...
     dm = build_datamodule(cfg)                            # lightning.LightningDataModule (persistent train, cached val)
 
-The batch contract (keys, types, shapes) is written down once, in ``hlrp_core/data/batch.py``.
+The batch contract (keys, types, shapes) is written down once, in ``docs/DATA.md``.
 
 Design (docs/data_at_scale.md): the plan (``plan.py``) is built from dataset_info.json alone; an episode is
 addressed as (shard, ordinal) and read by byte range from its TFRecord shard (``index.py``: header-only offset
@@ -32,7 +32,7 @@ from .batch import BatchMaker
 from .decode import decode_resize
 from .episode import Episode, LayoutError, parse_episode, reduce_action
 from .pipeline import (EpisodeCache, Pipeline, RamGuardError, StallError, Stopped, Timers, TrainIterable,
-                       ValIterable, mem_available_mb, pin)
+                       ValIterable, mem_available_mb, pin, ram_guard)
 from .plan import OpenDataset, gap_steps, log_startup, open_datasets, split_code
 from .sampler import MAX_ATTEMPTS, DatasetDraw, KeySampler
 from .sources import DataSourceError
@@ -358,7 +358,7 @@ class PairLoader:
         """The next train batch (starts the worker threads on first use)."""
         if self._first_batch is not None:
             return self._first_batch
-        self._check_ram()
+        ram_guard(self.ram_floor_mb, on_stop=self.close)
         pipe = self._start()
         t0 = time.perf_counter()
         batch = pipe.get()
@@ -385,7 +385,7 @@ class PairLoader:
         for j, b0 in enumerate(range(0, n, self.batch_size)):
             if limit and j >= limit:
                 return
-            self._check_ram()
+            ram_guard(self.ram_floor_mb, on_stop=self.close)
             chunk = self.val_samples[b0: b0 + self.batch_size]
             yield self.maker.collate(chunk, np.arange(b0, b0 + len(chunk)))
 
@@ -400,17 +400,6 @@ class PairLoader:
 
     def num_val_batches(self) -> int:
         return max(1, -(-len(self.val_samples) // self.batch_size)) if not self.synthetic else 1
-
-    def _check_ram(self) -> None:
-        if self.ram_floor_mb > 0:
-            avail = mem_available_mb()
-            if avail < self.ram_floor_mb:
-                reason = (f"RAM guard: memory headroom (MemAvailable or the cgroup's) {avail:.0f} MB < floor "
-                          f"{self.ram_floor_mb} MB "
-                          "(data.adapter.ram_guard_min_available_mb / training.ram_guard.min_available_mb); "
-                          "stopped cleanly before the OOM killer")
-                self.close()
-                raise RamGuardError(reason)
 
     @property
     def train(self) -> "TrainIterable":
@@ -492,30 +481,18 @@ class PairLoader:
                 self.close(timeout=0.5)
 
 
-@contextlib.contextmanager
-def open_loader(cfg: Any, split: str = "train", start_index: int = 0):
+def open_loader(cfg: Any, split: str = "train", start_index: int = 0) -> PairLoader:
     """``with open_loader(cfg, split="train") as loader: for batch in loader: ...``; closes (joins threads) on exit.
 
     ``split="train"`` iterates forever from global sample index ``start_index``; ``split="val"`` makes one pass over
     the fixed validation set.
     """
-    loader = PairLoader(cfg, split=split, start_index=start_index)
-    try:
-        yield loader
-    finally:
-        loader.close()
+    return PairLoader(cfg, split=split, start_index=start_index)
 
 
-def build_datamodule(cfg: Any, rank: Optional[int] = None, world_size: Optional[int] = None):
-    """A ``lightning.LightningDataModule`` over one ``PairLoader`` (``hlrp_core.data.datamodule``)."""
-    from .datamodule import PairDataModule
+def __getattr__(name):  # build_datamodule / PairDataModule live in datamodule.py (it imports lightning)
+    if name in ("build_datamodule", "PairDataModule"):
+        from . import datamodule
 
-    return PairDataModule(cfg, rank=rank, world_size=world_size)
-
-
-def __getattr__(name):  # PairDataModule lives in datamodule.py (it imports lightning)
-    if name == "PairDataModule":
-        from .datamodule import PairDataModule
-
-        return PairDataModule
+        return getattr(datamodule, name)
     raise AttributeError(name)

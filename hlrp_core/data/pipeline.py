@@ -29,6 +29,17 @@ def mem_available_mb() -> float:
     return available_bytes() / 2 ** 20
 
 
+def ram_guard(floor_mb: float, on_stop=None) -> None:
+    """Raise ``RamGuardError`` (after ``on_stop()``) when the memory headroom is below ``floor_mb`` (0 = off)."""
+    avail = mem_available_mb() if floor_mb > 0 else float("inf")
+    if avail < floor_mb:
+        if on_stop is not None:
+            on_stop()
+        raise RamGuardError(f"RAM guard: memory headroom (MemAvailable or the cgroup's) {avail:.0f} MB < floor "
+                            f"{floor_mb} MB (data.adapter.ram_guard_min_available_mb / "
+                            "training.ram_guard.min_available_mb); stopped cleanly before the OOM killer")
+
+
 class Stopped(Exception):
     pass
 

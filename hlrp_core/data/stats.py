@@ -171,10 +171,9 @@ def cmd_stats(args) -> int:
 def register(data_sub) -> None:
     p = data_sub.add_parser("stats", help="dataset_statistics.json per dataset (parallel, resumable; --sample: "
                                           "seeded estimate at once)")
-    p.add_argument("--datasets", default=None, help="all29 | embedded | NAME,NAME,... (default: the config's list)")
-    p.add_argument("--root", default=None, help="data root (sets data.root)")
-    p.add_argument("--experiment", default="", help="experiment preset to start from")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    from .bench import add_config_arguments
+
+    add_config_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="parallel shards (default data.adapter.threads)")
     p.add_argument("--sample", action="store_true", help="only the seeded sample estimate (marked as such)")
     p.add_argument("--json", action="store_true")

@@ -14,7 +14,8 @@ Figure helpers (return matplotlib Figures): ``plot_pair``, ``plot_run_curves``, 
 from .figures import (plot_code_action_scatter, plot_code_examples, plot_mix_shares, plot_pair, plot_run_curves,
                       to_png)
 from . import data_views
-from .widgets import CodeInspector, DatasetExplorer, RunDashboard, latest_artifact
+from .code_inspector import CodeInspector, latest_artifact
+from .widgets import DatasetExplorer, RunDashboard
 
 __all__ = ["CodeInspector", "DatasetExplorer", "RunDashboard", "data_views", "latest_artifact", "plot_code_action_scatter", "plot_code_examples",
            "plot_mix_shares", "plot_pair", "plot_run_curves", "to_png"]
