@@ -1,9 +1,9 @@
 """Constructed validation-prediction files with a known verdict, in the Stage-1 and Stage-2 modules' npz formats
 (the calibration suite, tests/unit/test_verdict_calibration.py, and the callback tests use them).
 
-Stage 1 (keys of ``laq_module._save_outputs``): ``aligned`` (codes = the action class, the decoder uses them:
+Stage 1 (keys of ``laq.module.LAQModule._save_outputs``): ``aligned`` (codes = the action class, the decoder uses them:
 ``learning``), ``collapsed`` (one code), ``ignored`` (random codes, Delta PSNR centred on 0: ``random-like``).
-Stage 2 (keys of ``policy_module._save_predictions``): ``perfect`` / ``improving`` (``learning``), ``marginal``
+Stage 2 (keys of ``policy.module.PolicyModule._save_predictions``): ``perfect`` / ``improving`` (``learning``), ``marginal``
 (draws from the GT marginal: ``random-like``), ``constant`` (one code: ``collapsed``).
 """
 

@@ -2,7 +2,7 @@
 
 Public API: ``submit``, ``submit_array``, ``resume`` (``submit.py``), ``list_jobs`` (``jobs.py``), ``load_preset``
 (``presets.py``), ``make_snapshot`` (``snapshot.py``), ``srun_train`` / ``sbatch_train`` (``ddp.py``: hand a notebook's
-training to ``srun python -m hlrp_core.train``). The job side is ``python -m hlrp_core.cluster.job``.
+training to ``srun python -m hlrp_core.training.srun``). The job side is ``python -m hlrp_core.cluster.job``.
 """
 
 from .ddp import sbatch_train, srun_train

@@ -1,4 +1,4 @@
-"""Hand training from a notebook to ``srun python -m hlrp_core.train`` (multi-GPU / multi-node DDP).
+"""Hand training from a notebook to ``srun python -m hlrp_core.training.srun`` (multi-GPU / multi-node DDP).
 
 A notebook kernel is one process (DDP cannot be spawned from it), so::
 
@@ -6,7 +6,7 @@ A notebook kernel is one process (DDP cannot be spawned from it), so::
     result = hlrp_core.cluster.srun_train(cfg, run, ntasks_per_node=2, partition="gpu")
     # ... analyse run.dir (metrics.json, timeseries.csv, ckpt/, artifacts/), then run.finish(...)
 
-``srun_train`` runs ``srun --nodes=M --ntasks-per-node=N ... <python> -m hlrp_core.train --run-dir <run.dir>``; rank 0
+``srun_train`` runs ``srun --nodes=M --ntasks-per-node=N ... <python> -m hlrp_core.training.srun --run-dir <run.dir>``; rank 0
 adopts the existing run directory (its ``config.yaml``), so metrics and checkpoints land in the notebook's run. Inside
 an allocation (``SLURM_JOB_ID`` set, e.g. a kernel in an sbatch job) srun starts a step of that allocation, which
 must hold N x M tasks; outside one it asks for a new allocation (``partition``, ``time``, ``mem``).
@@ -38,8 +38,8 @@ def _tasks(cfg: Any, ntasks_per_node: Optional[int]) -> int:
 
 
 def train_command(run_dir: str | os.PathLike, overrides: Sequence[str] = (), python: str = "") -> list[str]:
-    """``<python> -m hlrp_core.train --run-dir <run_dir> [overrides]`` (the interpreter of this kernel by default)."""
-    return [python or sys.executable, "-m", "hlrp_core.train", "--run-dir", str(run_dir), *overrides]
+    """``<python> -m hlrp_core.training.srun --run-dir <run_dir> [overrides]`` (the interpreter of this kernel by default)."""
+    return [python or sys.executable, "-m", "hlrp_core.training.srun", "--run-dir", str(run_dir), *overrides]
 
 
 def srun_args(cfg: Any, *, ntasks_per_node: Optional[int] = None, nodes: Optional[int] = None,
@@ -74,7 +74,7 @@ def srun_train(cfg: Any, run: Any, *, ntasks_per_node: Optional[int] = None, nod
                cpus_per_task: Optional[int] = None, gpus_per_node: Optional[int] = None,
                overrides: Sequence[str] = (), extra_srun: Sequence[str] = (), timeout: Optional[float] = None,
                check: bool = True) -> dict:
-    """Run ``srun ... python -m hlrp_core.train --run-dir <run.dir>`` and wait for it.
+    """Run ``srun ... python -m hlrp_core.training.srun --run-dir <run.dir>`` and wait for it.
 
     srun's output (every rank) goes to ``<run>/train_srun.log``. Returns ``{"returncode", "seconds", "command",
     "log"}``; with ``check`` a non-zero exit raises ``slurm.SlurmError`` quoting the log's tail. The run's
@@ -110,7 +110,7 @@ def sbatch_script(cfg: Any, run_dir: str | os.PathLike, *, ntasks_per_node: Opti
                   mem: Optional[str] = None, cpus_per_task: Optional[int] = None,
                   gpus_per_node: Optional[int] = None, overrides: Sequence[str] = (), setup: Sequence[str] = (),
                   python: str = "") -> str:
-    """An sbatch script whose one step is ``srun python -m hlrp_core.train --run-dir <run_dir> ...``."""
+    """An sbatch script whose one step is ``srun python -m hlrp_core.training.srun --run-dir <run_dir> ...``."""
     n, m = _tasks(cfg, ntasks_per_node), int(nodes or cfg.training.num_nodes or 1)
     lines = ["#!/bin/bash", f"#SBATCH --job-name=hlrp-train-{Path(run_dir).name[-40:]}", f"#SBATCH --nodes={m}",
              f"#SBATCH --ntasks-per-node={n}", f"#SBATCH --time={time_limit}",

@@ -1,7 +1,7 @@
 """The LAQ architecture and its training-time knobs: one torch-free dataclass, the one home of these defaults.
 
 ``ModelConfig`` (the ``model.*`` section of the run config, so ``model.dim=...`` works) and the model's own
-``LAQConfig`` (``hlrp_core/models/laq/configuration_laq.py``: what checkpoints and artifacts record) both inherit it.
+``LAQConfig`` (``hlrp_core/models/laq/configuration.py``: what checkpoints and artifacts record) both inherit it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one k-means of hlrp: best of several Lloyd runs by inertia (scipy ``kmeans2`` + ``vq``).
 
 Used by the NSVQ codebook refit (:mod:`hlrp_core.models.laq.quantizers`) and by the untrained-LAQ baseline of the
-Stage-1 validation (:mod:`hlrp_core.training.laq_module`), so "NMI above the untrained LAQ" compares two codebooks
+Stage-1 validation (:mod:`hlrp_core.training.laq.module`), so "NMI above the untrained LAQ" compares two codebooks
 clustered the same way (same restarts, same seeds). A single-start Lloyd merges clusters now and then (on ~500
 latents of 8 clusters: inertia 0.51 vs 0.37 for the best of 11, measured), which would flatter the trained model if
 only the baseline used it.

@@ -159,7 +159,7 @@ def _n_items(a: Mapping[str, np.ndarray]) -> int:
 
 
 def stage1_metrics(a: Mapping[str, np.ndarray], *, n_boot: int = 500, seed: int = SCORE_SEED) -> dict[str, Any]:
-    """Stage-1 verdict inputs from a LAQ npz (keys of ``laq_module._save_outputs``)."""
+    """Stage-1 verdict inputs from a LAQ npz (keys of ``laq.module.LAQModule._save_outputs``)."""
     codes = np.asarray(a["codes"]).astype(np.int64)
     codes = codes.reshape(len(codes), -1)                                              # (N, S)
     N = len(codes)

@@ -20,7 +20,7 @@ because VQ-EMA diverges on every batch. The cost is one flat broadcast per dtype
 its counters is a few kB to 160 kB. On one process (no ``torch.distributed`` group, or world size 1) it does nothing.
 
 ``state_digest(module)`` is the sha256 of a module's parameters and buffers. The DDP report of ``python -m
-hlrp_core.train`` gathers it from every rank to show that the codebooks are identical.
+hlrp_core.training.srun`` gathers it from every rank to show that the codebooks are identical.
 """
 
 from __future__ import annotations

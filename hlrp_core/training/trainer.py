@@ -134,8 +134,8 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
     """Train the Stage-1 LAQ: build the module, pre-flight any ``training.resume_from`` checkpoint against it (before
     any data loads), fit, validate at the final step, write ``ckpt/last.ckpt`` and ``artifacts/laq_artifact.pt``.
     Returns the latest validation metrics plus ``global_step`` and ``artifact``."""
-    from .artifacts import ARTIFACT_NAME, save_laq_artifact
-    from .laq_module import LAQModule
+    from .laq.artifact import ARTIFACT_NAME, save_laq_artifact
+    from .laq.module import LAQModule
     from .resume import preflight, resume_segment
 
     t = cfg.training

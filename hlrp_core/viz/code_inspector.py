@@ -33,7 +33,7 @@ class CodeInspector(W.VBox):
 
     Args:
         artifact: Path to ``laq_artifact.pt`` (or a Stage-1 run directory holding ``artifacts/laq_artifact.pt``),
-            loaded through ``hlrp_core.training.policy_labels.load_laq_labeller`` (CPU, eval mode, frozen).
+            loaded through ``hlrp_core.training.policy.labels.load_laq_labeller`` (CPU, eval mode, frozen).
         labeller: Instead of ``artifact``: any object with ``label(frames uint8 [B,3,2,H,W]) -> (codes [B,S], ...)``
             (an ``LAQModel``, a labeller).
         roots, dataset: Where to read pairs (default: the first embedded dataset found).
@@ -51,7 +51,7 @@ class CodeInspector(W.VBox):
             if artifact is None:
                 raise ValueError("CodeInspector needs artifact=<stage-1 run>/artifacts/laq_artifact.pt "
                                  "(or labeller=...)")
-            from ..training.policy_labels import load_laq_labeller
+            from ..training.policy.labels import load_laq_labeller
 
             labeller = load_laq_labeller(str(artifact), device="cpu")
         self.labeller = labeller

@@ -12,7 +12,7 @@ import torch
 
 import hlrp_core.runs as runs
 from hlrp_core.training import trainer as T
-from hlrp_core.training.artifacts import load_laq_artifact
+from hlrp_core.training.laq.artifact import load_laq_artifact
 from hlrp_core.training.resume import IncompatibleCheckpointError
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from hlrp_core.config import load
-from hlrp_core.training import policy_train
-from hlrp_core.training.policy_artifact import load_stage2_artifact
-from hlrp_core.training.policy_labels import LAQArtifactError, StandInLabeller
-from hlrp_core.training.policy_module import ResumeMismatchError
+from hlrp_core.training.policy import fit as policy_train
+from hlrp_core.training.policy.artifact import load_stage2_artifact
+from hlrp_core.training.policy.labels import LAQArtifactError, StandInLabeller
+from hlrp_core.training.policy.module import ResumeMismatchError
 from hlrp_core.training.synthetic import SyntheticDataModule
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def test_latent_flow_run_writes_everything(tmp_path, caplog):
 
 def test_codes_mode_with_real_laq_labeller(tmp_path):
     from hlrp_core.models.laq import LAQConfig, LAQModel
-    from hlrp_core.training.policy_labels import labeller_from_laq
+    from hlrp_core.training.policy.labels import labeller_from_laq
 
     torch.manual_seed(0)
     laq = LAQModel(LAQConfig())
@@ -175,7 +175,7 @@ def test_notebook_stage1_then_stage2_smoke(request, monkeypatch):
     the result keys land in metrics.json and the artifact is written."""
     from hlrp_core.launch import execute
     from hlrp_core.paths import REPO_ROOT
-    from hlrp_core.training.policy_labels import _find_laq_loader
+    from hlrp_core.training.policy.labels import _find_laq_loader
 
     if _find_laq_loader() is None or not (REPO_ROOT / "notebooks/10_train_laq.ipynb").exists() \
             or not (REPO_ROOT / "params/laq_tiny.yaml").exists():

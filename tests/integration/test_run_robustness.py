@@ -12,7 +12,7 @@ import torch
 
 import hlrp_core.runs as runs
 from hlrp_core.training import trainer as T
-from hlrp_core.training.artifacts import ARTIFACT_NAME, ArtifactError, load_laq_artifact, save_laq_artifact
+from hlrp_core.training.laq.artifact import ARTIFACT_NAME, ArtifactError, load_laq_artifact, save_laq_artifact
 from hlrp_core.stopping import request_stop
 from hlrp_core.training.interrupts import RunStopped, TrainingDiverged
 
@@ -89,7 +89,7 @@ def test_full_disk_checkpoint_leaves_no_half_file(embedded_root, monkeypatch):
 
 def test_nan_artifact_refused_on_save_and_by_stage2(tmp_path):
     from hlrp_core.models.laq import LAQConfig, LAQModel
-    from hlrp_core.training.policy_labels import LAQArtifactError, load_laq_labeller
+    from hlrp_core.training.policy.labels import LAQArtifactError, load_laq_labeller
 
     model = LAQModel(LAQConfig(image_size=32, patch_size=4, dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1))
     good = save_laq_artifact(model, tmp_path / "good" / ARTIFACT_NAME)

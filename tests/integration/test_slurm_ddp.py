@@ -1,5 +1,5 @@
 """Multi-process training under a real SLURM (tests/slurm_fixture.py): a notebook-style run hands Stage-1 training to
-``srun --ntasks-per-node=2 python -m hlrp_core.train`` (Lightning DDP, 2 CPU ranks, gloo) via
+``srun --ntasks-per-node=2 python -m hlrp_core.training.srun`` (Lightning DDP, 2 CPU ranks, gloo) via
 ``hlrp_core.cluster.srun_train``; metrics and checkpoints come back to the notebook's run directory."""
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def test_two_ranks_trained_one_model_into_the_notebooks_run_dir(ddp_run):
 def test_checkpoint_holds_the_codebook_every_rank_ended_with(ddp_run):
     """rank 0 saved last.ckpt; its quantizer tensors hash to the digest both ranks reported at the end of training"""
     from hlrp_core.training.ddp_sync import state_digest
-    from hlrp_core.training.laq_module import LAQModule
+    from hlrp_core.training.laq.module import LAQModule
 
     cfg, run, _ = ddp_run
     m = json.loads((run.dir / "metrics.json").read_text())

@@ -22,7 +22,7 @@ FLOORS = {
     "data": 4, "metrics": 4,
     "models": 5,
     "training": 6,
-    "train": 7, "analysis": 7,  # train = the srun entry point (python -m hlrp_core.train), above training/
+    "analysis": 7,
     "launch": 8,
     "cluster": 9, "viz": 9, "demo": 9, "resume_run": 9,
     "ladder": 10,

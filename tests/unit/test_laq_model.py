@@ -9,7 +9,7 @@ import torch
 
 from hlrp_core.config import ConfigError, load
 from hlrp_core.models.laq import FSQ, NSVQ, VQEMA, LAQConfig, LAQModel, schedule_fires
-from hlrp_core.training.artifacts import ArtifactError, load_laq_artifact, save_laq_artifact
+from hlrp_core.training.laq.artifact import ArtifactError, load_laq_artifact, save_laq_artifact
 from hlrp_core.training.optim import lr_lambda, param_groups
 
 TINY = dict(dim=32, spatial_depth=1, temporal_depth=1, decoder_depth=1, code_dim=8)

@@ -12,10 +12,10 @@ from hlrp_core.config import ConfigError, load
 from hlrp_core.models.policy import (LatentPolicy, LatentSpec, action_mse, build_tiny_tokenizer, euler_sample,
                                      interpolate, nearest_codes, pad_resize, sample_time, sinusoidal_time_embedding,
                                      tokenizer_hash, velocity_target)
-from hlrp_core.training import policy_artifact as PA
+from hlrp_core.training.policy import artifact as PA
 from hlrp_core.metrics import wilson_interval
-from hlrp_core.training import policy_stats as ST
-from hlrp_core.training.policy_labels import StandInLabeller
+from hlrp_core.training.policy import stats as ST
+from hlrp_core.training.policy.labels import StandInLabeller
 
 
 @pytest.fixture(scope="module")

@@ -112,8 +112,8 @@ def test_replaced_rising_makes_stage1_collapsed(tmp_path):
 def test_shuffled_labeller_keeps_the_marginal_and_breaks_the_pairing():
     import torch
 
-    from hlrp_core.training.label_ablation import ShuffledLabeller
-    from hlrp_core.training.policy_labels import StandInLabeller
+    from hlrp_core.training.policy.label_ablation import ShuffledLabeller
+    from hlrp_core.training.policy.labels import StandInLabeller
 
     inner = StandInLabeller()
     lab = ShuffledLabeller(inner, seed=0)
@@ -132,8 +132,8 @@ def test_label_ablation_knob_wraps_the_labeller(tmp_path):
     """``model.laq.label_ablation=shuffled`` (the issue-6 control run from the notebook) wraps the LAQ labeller in
     ``ShuffledLabeller``; a typo is a ConfigError naming the knob before anything is built."""
     from hlrp_core.config import ConfigError, load
-    from hlrp_core.training.label_ablation import ShuffledLabeller
-    from hlrp_core.training.policy_train import build_policy_module
+    from hlrp_core.training.policy.label_ablation import ShuffledLabeller
+    from hlrp_core.training.policy.fit import build_policy_module
 
     cfg = load("policy_tiny", ["model.laq.label_ablation=shuffled"], smoke=True)
     module = build_policy_module(cfg, out_dir=str(tmp_path))

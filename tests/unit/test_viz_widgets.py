@@ -196,7 +196,7 @@ def test_dashboard_on_empty_root(tmp_path):
 def test_code_inspector_with_a_labeller(embedded_root):
     """Stand-in labeller: the code is the direction of the motion, so the pairs of one code share the direction of
     their true action; choosing another code changes pairs, figure and action statistics."""
-    from hlrp_core.training.policy_labels import StandInLabeller
+    from hlrp_core.training.policy.labels import StandInLabeller
 
     ins = CodeInspector(labeller=StandInLabeller(codebook_size=8, code_seq_len=2), roots=[embedded_root],
                         dataset="embedded_tabletop", max_pairs=96)

@@ -1,4 +1,4 @@
-"""Training outside the notebook kernel: ``python -m hlrp_core.train --run-dir DIR [--experiment NAME] [--smoke]
+"""Training outside the notebook kernel: ``python -m hlrp_core.training.srun --run-dir DIR [--experiment NAME] [--smoke]
 [--seed N] [KEY=VALUE ...]``.
 
 Launched by ``srun --ntasks-per-node=N [--nodes=M]`` (see ``hlrp_core.cluster.ddp.srun_train``) every task runs this
@@ -40,9 +40,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import runs
-from .config import ConfigError, load_run
-from .io import atomic_write_json, read_json
+from .. import runs
+from ..config import ConfigError, load_run
+from ..io import atomic_write_json, read_json
 
 log = logging.getLogger("hlrp.train")
 CONFIG_WAIT_S = 300.0
@@ -77,7 +77,7 @@ def _first_int(value: str, default: int = 1) -> int:
 
 def dist_info(environ: Optional[dict] = None) -> DistInfo:
     """Read the launch from the environment. An srun *step* sets ``SLURM_STEP_NUM_TASKS`` (a batch script alone
-    does not, so ``python -m hlrp_core.train`` inside an sbatch job without srun trains in one process)."""
+    does not, so ``python -m hlrp_core.training.srun`` inside an sbatch job without srun trains in one process)."""
     env = os.environ if environ is None else environ
     if "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
         world = _first_int(env["SLURM_STEP_NUM_TASKS"])
@@ -196,7 +196,7 @@ def ddp_trainer_overrides(cfg: Any, info: DistInfo) -> dict:
         return {}
     from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
 
-    from .training.trainer import resolve_accelerator
+    from .trainer import resolve_accelerator
 
     env = SLURMEnvironment(auto_requeue=False) if info.launcher == "srun" else LightningEnvironment()
     return dict(accelerator=resolve_accelerator(cfg.training), strategy="ddp", devices=info.ntasks_per_node,
@@ -207,7 +207,7 @@ def _report_callback(sync: Any = None, state_path: str = "model.quantizer"):
     import lightning as L
     import torch
 
-    from .training.ddp_sync import state_digest
+    from .ddp_sync import state_digest
 
     class DDPReport(L.Callback):
         """Counts this rank's train batches and sample indices; at the end gathers every rank's report on all ranks
@@ -302,10 +302,10 @@ def train(cfg: Any, run: Any, info: DistInfo) -> dict:
     """Run the configured stage with this launch's DDP settings; returns the stage's metrics (+ ``ddp/*``)."""
     name = cfg.model.name
     if name != "laq":
-        raise ConfigError(f"model.name={name!r}: python -m hlrp_core.train runs Stage 1 (model.name=laq) only so "
+        raise ConfigError(f"model.name={name!r}: python -m hlrp_core.training.srun runs Stage 1 (model.name=laq) only so "
                           "far; train Stage 2 in the notebook (devices=1) until train_policy takes trainer overrides")
-    from .training.ddp_sync import BroadcastModuleState
-    from .training.trainer import fit_laq
+    from .ddp_sync import BroadcastModuleState
+    from .trainer import fit_laq
 
     # DDP does not synchronise the quantizer's data-dependent codebook init / dead-code replacement: rank 0's state
     # is broadcast after every step (hlrp_core/training/ddp_sync.py)
@@ -331,7 +331,7 @@ def train(cfg: Any, run: Any, info: DistInfo) -> dict:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hlrp_core.train", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m hlrp_core.training.srun", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", required=True, help="run directory to create, or to adopt when it has config.yaml")
     p.add_argument("--experiment", default="", help="experiment preset (ignored when adopting)")
@@ -347,7 +347,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         cfg, run, adopted = setup(args, info)
     except (ConfigError, FileExistsError, TimeoutError) as exc:
-        print(f"[rank {info.rank}] hlrp_core.train: {exc}", file=sys.stderr)
+        print(f"[rank {info.rank}] hlrp_core.training.srun: {exc}", file=sys.stderr)
         return 2
     if info.rank == 0:
         _record_env(run.dir, info, adopted, args.overrides)

@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .. import metrics as M
+from ... import metrics as M
 
 
 def code_accuracy_stats(gt: np.ndarray, pred: np.ndarray, codebook_size: int, prefix: str = "val/") -> dict:

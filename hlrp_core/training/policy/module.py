@@ -28,14 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics.predictions import save_predictions
-from ..models.policy.modeling import LatentPolicy, action_mse, count_parameters
-from ..models.policy.processing import tokenizer_hash
-from . import policy_stats as ST
-from .optim import build_optimizer
-from .policy_artifact import HPARAMS_SCHEMA, LOSS_DEFINITION, library_versions, state_dict_diff
-from .policy_labels import LatentLabeller
-from .policy_viz import sample_records, write_samples
+from ...metrics.predictions import save_predictions
+from ...models.policy.modeling import LatentPolicy, action_mse, count_parameters
+from ...models.policy.processing import tokenizer_hash
+from . import stats as ST
+from ..optim import build_optimizer
+from .artifact import HPARAMS_SCHEMA, LOSS_DEFINITION, library_versions, state_dict_diff
+from .labels import LatentLabeller
+from .figures import sample_records, write_samples
 
 log = logging.getLogger("hlrp.policy")
 
@@ -76,7 +76,7 @@ def meta_diff(found: dict, expected: dict) -> list[str]:
 class PolicyModule(L.LightningModule):
     """Args:
         cfg: the resolved ``Config``.
-        labeller: the frozen LAQ labeller (``policy_labels.load_laq_labeller``) or a stand-in.
+        labeller: the frozen LAQ labeller (``labels.load_laq_labeller``) or a stand-in.
         run: optional ``hlrp_core.runs.Run`` (log, record, heartbeat, run directory); None = log only.
         backbone: optional prebuilt ``(vlm, tokenizer, vlm_config)``.
         out_dir: where samples / val_predictions go when ``run`` is None.
@@ -328,12 +328,12 @@ def check_policy_checkpoint(path: str, module: PolicyModule) -> dict:
     """Pre-flight for ``training.resume_from``: read the checkpoint on CPU and compare its ``hlrp_policy`` block
     and its state dict (keys and shapes) with the freshly built module; raise ONE ``ResumeMismatchError`` listing
     counts, the first keys and the differing config fields, with the fix. Returns the checkpoint dict."""
-    from ..paths import resolve
+    from ...paths import resolve
 
     p = resolve(path)
     if not p.exists():
         raise ResumeMismatchError(f"training.resume_from={path!r}: no such checkpoint ({p})")
-    from .resume import IncompatibleCheckpointError, load_checkpoint
+    from ..resume import IncompatibleCheckpointError, load_checkpoint
 
     try:
         ckpt = load_checkpoint(p)  # a directory, truncated or foreign file -> an error naming the file and the knob

@@ -18,13 +18,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..config import to_dict
-from ..metrics import stage1 as S1
-from ..metrics.kmeans import kmeans_labels
-from ..metrics.predictions import save_predictions
-from ..models.laq import LAQConfig, LAQModel
-from .optim import build_optimizer
-from .resume import HPARAMS_SCHEMA_VERSION, rng_state, set_rng_state
+from ...config import to_dict
+from ...metrics import stage1 as S1
+from ...metrics.kmeans import kmeans_labels
+from ...metrics.predictions import save_predictions
+from ...models.laq import LAQConfig, LAQModel
+from ..optim import build_optimizer
+from ..resume import HPARAMS_SCHEMA_VERSION, rng_state, set_rng_state
 
 log = logging.getLogger("hlrp.laq")
 UNTRAINED_SEED_OFFSET = 1_000_003
@@ -294,7 +294,7 @@ class LAQModule(L.LightningModule):
                 replacement_last=np.array(self.replacement["last_replaced"]), **extra))
         if vcfg.figures:
             try:
-                from .laq_figures import code_action_scatter, code_usage_histogram, recon_grid
+                from .figures import code_action_scatter, code_usage_histogram, recon_grid
 
                 self.run.save_figure(recon_grid(*v["grid"]), "laq_recon_grid")
                 self.run.save_figure(code_usage_histogram(codes, self.laq_config.codebook_size),

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from ..models.policy.modeling import LatentSpec
+from ...models.policy.modeling import LatentSpec
 
 
 class LAQArtifactError(ValueError):
@@ -94,8 +94,7 @@ class FrozenLAQLabeller(LatentLabeller):
 
 
 #: Where the Stage-1 package exposes its artifact loader ``(path) -> model | (model, manifest)``, first hit wins.
-LAQ_LOADERS = [("hlrp_core.training.laq_artifact", "load_laq_artifact"),
-               ("hlrp_core.training.artifacts", "load_laq_artifact"),
+LAQ_LOADERS = [("hlrp_core.training.laq.artifact", "load_laq_artifact"),
                ("hlrp_core.models.laq", "load_laq_artifact"),
                ("hlrp_core.models.laq", "load_artifact")]
 
@@ -122,7 +121,7 @@ def load_laq_labeller(path: Optional[str], device: Any = "cpu") -> FrozenLAQLabe
         raise LAQArtifactError(
             "model.laq.artifact is not set: Stage 2 needs the Stage-1 artifact, e.g. "
             "--set model.laq.artifact=<stage-1 run>/artifacts/laq_artifact.pt")
-    from ..paths import resolve
+    from ...paths import resolve
 
     p = resolve(path)
     if not p.exists():
@@ -152,8 +151,8 @@ def smoke_laq_artifact(cfg: Any, out_dir: str | Path) -> Path:
     no Stage-1 run): a random-init LAQ with the default ``LAQConfig`` at ``data.preprocess.image_size`` (seeded by
     ``cfg.seed``), written through the Stage-1 writer to ``<out_dir>/artifacts/smoke_laq/laq_artifact.pt`` so
     Stage 2 loads it through the real loader. Only for ``cfg.smoke``: a real run without an artifact fails."""
-    from ..models.laq import LAQConfig, LAQModel
-    from .artifacts import ARTIFACT_NAME, save_laq_artifact
+    from ...models.laq import LAQConfig, LAQModel
+    from ..laq.artifact import ARTIFACT_NAME, save_laq_artifact
 
     if not cfg.smoke:
         raise LAQArtifactError("smoke_laq_artifact is for smoke runs only; set model.laq.artifact")

@@ -20,9 +20,9 @@ from typing import Any, Optional
 
 import torch
 
-from .safe_checkpoint import NonFiniteWeightsError, check_finite, save_atomic
+from ..safe_checkpoint import NonFiniteWeightsError, check_finite, save_atomic
 
-from ..models.laq import ARCH_KEYS, LAQConfig, LAQModel
+from ...models.laq import ARCH_KEYS, LAQConfig, LAQModel
 
 SCHEMA_VERSION = "hlrp.laq_artifact.v1"
 ARTIFACT_NAME = "laq_artifact.pt"

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..io import atomic_save
+from ...io import atomic_save
 
 STAGE2_SCHEMA = "hlrp.stage2.v2"
 #: Bumped whenever the policy's loss definition changes (docs/MODELS.md, Pitfalls: compare curves within one version).
@@ -40,7 +40,7 @@ def policy_manifest(policy: Any, laq_identity: dict, source_run_dir: str = "", s
     """The manifest of a ``LatentPolicy`` (model, latent, flow, transforms, LAQ identity, provenance)."""
     from dataclasses import asdict
 
-    from ..models.policy.processing import tokenizer_hash
+    from ...models.policy.processing import tokenizer_hash
 
     pc = policy.pcfg
     spec = policy.spec
@@ -145,7 +145,7 @@ def load_stage2_artifact(path: str | os.PathLike, policy: Optional[Any] = None,
 def state_dict_diff(found: dict, expected: dict, first_n: int = 10) -> str:
     """'' when keys and shapes agree; otherwise counts and the first N missing / unexpected / shape-mismatched
     keys (with both shapes)."""
-    from .resume import state_diff
+    from ..resume import state_diff
 
     d = state_diff(expected, found)
     missing, unexpected = d["missing"], d["unexpected"]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration_laq import LAQConfig
+from .configuration import LAQConfig
 from .quantizers import BaseQuantizer, batch_perplexity, build_quantizer
 
 

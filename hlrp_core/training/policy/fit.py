@@ -20,14 +20,14 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from ..storage import OutputWriteError
-from .callbacks import RamGuardCallback
-from .interrupts import TrainingDiverged, fail_run, finish_fit
-from .policy_artifact import export_stage2_artifact
-from .policy_labels import LatentLabeller, load_laq_labeller, smoke_laq_artifact
-from .policy_module import PolicyModule, check_policy_checkpoint
-from .resume import resume_segment
-from .trainer import build_trainer, resolve_accelerator
+from ...storage import OutputWriteError
+from ..callbacks import RamGuardCallback
+from ..interrupts import TrainingDiverged, fail_run, finish_fit
+from .artifact import export_stage2_artifact
+from .labels import LatentLabeller, load_laq_labeller, smoke_laq_artifact
+from .module import PolicyModule, check_policy_checkpoint
+from ..resume import resume_segment
+from ..trainer import build_trainer, resolve_accelerator
 
 
 def build_policy_module(cfg: Any, run: Any = None, labeller: Optional[LatentLabeller] = None,
@@ -53,7 +53,7 @@ def build_policy_module(cfg: Any, run: Any = None, labeller: Optional[LatentLabe
 
 
 def _default_datamodule(cfg: Any) -> Any:
-    from ..data import build_datamodule  # the data adapter (docs/DATA.md, batch contract batches)
+    from ...data import build_datamodule  # the data adapter (docs/DATA.md, batch contract batches)
 
     return build_datamodule(cfg)
 
@@ -81,7 +81,7 @@ class _DirRun:
         self.dir, self.log = out, logging.getLogger("hlrp.policy")
 
     def record(self, metrics: dict, final: bool = False) -> dict:
-        from ..runs import record_metrics
+        from ...runs import record_metrics
 
         return record_metrics(self.dir, metrics, final=final)
 
@@ -130,7 +130,7 @@ def train_policy(cfg: Any, run: Any = None, datamodule: Any = None, labeller: Op
     if module.last_val_step != trainer.global_step and not stopped:
         trainer.validate(module, datamodule=dm, verbose=False)
     wall = time.time() - t0
-    from .loggers import close_loggers
+    from ..loggers import close_loggers
 
     close_loggers(trainer, rec)  # finish wandb (prints `wandb sync`), final figures/curves.png
     artifact = export_stage2_artifact(module.policy, module.labeller.identity, out, int(trainer.global_step))

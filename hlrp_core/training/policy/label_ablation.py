@@ -1,6 +1,6 @@
 """Label ablations for Stage 2: the same training with labels that carry no input information.
 
-``ShuffledLabeller(inner)`` wraps any :class:`~hlrp_core.training.policy_labels.LatentLabeller`: every call labels
+``ShuffledLabeller(inner)`` wraps any :class:`~hlrp_core.training.policy.labels.LatentLabeller`: every call labels
 the batch with ``inner`` and then permutes the (codes, vectors) rows across the batch with a fixed-seed generator
 (one permutation per call, call index counted). The label marginal is unchanged, but which input gets which label
 is random, so a policy trained (and validated) on it can at best reproduce the marginal: the verdict must be
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .policy_labels import LatentLabeller
+from .labels import LatentLabeller
 
 
 class ShuffledLabeller(LatentLabeller):
