@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HLRP_OUTPUT_ROOT", tempfile.mkdtemp(prefix="hlrp-profile-"))
     import hlrp_core.runs as runs
     from hlrp_core.paths import REPO_ROOT
-    from hlrp_core.training import trainer as T
+    from hlrp_core.training.laq.fit import fit_laq
 
     overrides = [f"data.root={REPO_ROOT / 'data' / 'embedded'}", f"training.max_steps={args.steps}",
                  f"training.validation.check_interval={args.steps}", f"training.num_threads={args.threads}",
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    metrics = T.fit_laq(cfg, run)
+    metrics = fit_laq(cfg, run)
     prof.disable()
     wall = time.perf_counter() - t0
     run.finish(metrics)

@@ -13,10 +13,13 @@ Called by the LAQ training code at every validation; pure numpy, cheap (ms for N
   :func:`linear_probe_r2_shuffled` is the same probe with features permuted across items (~0 or below).
 - :func:`within_code_spread`: sum_c n_c Var(a | c) / (N Var(a)); 1 = the codes say nothing about the action.
 - :func:`copy_ratio_items`, :func:`closer_to_future_items`, :func:`psnr_items`: per-item pieces of the copy ratio,
-  the "closer to the future" share and Delta PSNR (feed them to ``stats.cluster_bootstrap``).
+  the "closer to the future" share and Delta PSNR (feed them to ``stats.cluster_bootstrap``); :func:`psnr` of one
+  mean squared error (the training validation's ``val/recon_psnr``).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -213,6 +216,11 @@ def copy_ratio_items(pred_next: np.ndarray, next_frames: np.ndarray, frames: np.
 def closer_to_future_items(pred_next: np.ndarray, next_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """(N,) bool: MSE(o^, o_{t+k}) < MSE(o^, o_t). Its mean should exceed 0.5."""
     return _mse_items(pred_next, next_frames) < _mse_items(pred_next, frames)
+
+
+def psnr(mse: float) -> float:
+    """PSNR = 10 log10(1 / MSE) of a mean squared error of images in [0, 1] (MSE floored at 1e-12)."""
+    return float(10 * math.log10(1.0 / max(mse, 1e-12)))
 
 
 def psnr_items(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

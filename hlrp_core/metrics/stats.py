@@ -111,15 +111,27 @@ def _percentiles(samples: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _value(stat: Statistic, idx: np.ndarray) -> float:
+    """``stat(idx)``, NaN where the statistic is undefined on that resample (an empty class, a zero denominator)."""
+    try:
+        return float(stat(idx))
+    except (ValueError, ZeroDivisionError, FloatingPointError):
+        return float("nan")
+
+
+def bootstrap_matrix(statistics: Sequence[Statistic], resampler: EpisodeResampler) -> np.ndarray:
+    """The one bootstrap loop: every statistic on every resample (the index arrays are generated once),
+    (n_statistics, B) floats, NaN where a statistic failed."""
+    out = np.full((len(statistics), len(resampler)), np.nan)
+    for b, idx in enumerate(resampler):
+        for i, stat in enumerate(statistics):
+            out[i, b] = _value(stat, idx)
+    return out
+
+
 def bootstrap_samples(stat: Statistic, resampler: EpisodeResampler) -> np.ndarray:
     """The statistic on every resample, (B,) floats (NaN where it failed)."""
-    out = np.empty(len(resampler))
-    for b, idx in enumerate(resampler):
-        try:
-            out[b] = stat(idx)
-        except (ValueError, ZeroDivisionError, FloatingPointError):
-            out[b] = np.nan
-    return out
+    return bootstrap_matrix([stat], resampler)[0]
 
 
 def cluster_bootstrap(
@@ -268,20 +280,9 @@ def bootstrap_many(
     """Several statistics on the same resamples (the index arrays are generated once): ``{name: CI}``."""
     names = list(statistics)
     full = np.arange(resampler.n_items)
-    samples = np.full((len(names), len(resampler)), np.nan)
     with np.errstate(all="ignore"):
-        points = {}
-        for n in names:
-            try:
-                points[n] = float(statistics[n](full))
-            except (ValueError, ZeroDivisionError, FloatingPointError):
-                points[n] = float("nan")
-        for b, idx in enumerate(resampler):
-            for i, n in enumerate(names):
-                try:
-                    samples[i, b] = statistics[n](idx)
-                except (ValueError, ZeroDivisionError, FloatingPointError):
-                    pass
+        points = {n: _value(statistics[n], full) for n in names}
+        samples = bootstrap_matrix([statistics[n] for n in names], resampler)
     out = {}
     for i, n in enumerate(names):
         lo, hi = _percentiles(samples[i], alpha)

@@ -163,7 +163,7 @@ def guard_of(trainer: Any) -> Optional[RunGuard]:
 
 
 def fail_run(run: Any, reason: str, extra: Optional[dict] = None, step: Optional[int] = None) -> None:
-    """Record ``extra`` and mark ``run`` FAILED with ``reason`` (a ``RankRun``/test stand-in may lack ``fail``)."""
+    """Record ``extra`` and mark ``run`` (a ``run_handle.RunHandle``) FAILED with ``reason``."""
     if run is None:
         return
     try:
@@ -172,11 +172,7 @@ def fail_run(run: Any, reason: str, extra: Optional[dict] = None, step: Optional
     except OSError:  # a full disk may refuse metrics.json; the status below is still written (in place)
         pass
     finally:
-        if hasattr(run, "fail"):
-            try:
-                run.fail(reason, step=step)
-            except TypeError:  # a stand-in without the step argument (train.RankRun)
-                run.fail(reason)
+        run.fail(reason, step=step)
 
 
 def finish_fit(trainer: Any, run: Any) -> None:

@@ -1,5 +1,6 @@
-"""Exact resume: a pre-flight check of a checkpoint against a freshly built module (before any data loads), and the
-data position / RNG bookkeeping that makes the next batch and the loss curve continue exactly (docs/MODELS.md 2.9).
+"""Exact resume, one path for both stages (``prepare_resume``): a pre-flight check of a checkpoint against a freshly
+built module (before any data loads), and the data position / RNG bookkeeping that makes the next batch and the loss
+curve continue exactly (docs/MODELS.md 2.9).
 
 Checkpoints written by hlrp modules carry ``hlrp`` = {``hparams_schema_version``, ``config`` (the resolved run
 config), ``arch`` (the model's architecture dict), ``data_position``, ``rng``}.
@@ -114,20 +115,6 @@ def set_rng_state(state: Mapping[str, Any] | None) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def set_data_position(datamodule: Any, ckpt: Mapping[str, Any]) -> int:
-    """Position ``datamodule`` so its next train batch is the one after the checkpoint's step.
-
-    Uses the datamodule's own state when it saved one (Lightning stores ``LightningDataModule.state_dict()`` under
-    the class name and restores it itself), otherwise ``set_start_index(step x batch_size)`` when available.
-    Returns the start sample index (or -1 when the datamodule exposes no position)."""
-    pos = ckpt.get("hlrp", {}).get("data_position", {})
-    index = int(pos.get("next_index", 0))
-    if hasattr(datamodule, "set_start_index"):
-        datamodule.set_start_index(index)
-        return index
-    return -1
-
-
 # ----------------------------------------------------------------------------------- resuming into the same directory
 def continue_timeseries(run_dir: str | os.PathLike, step: int, name: str = "timeseries.csv") -> int:
     """Before a resumed segment writes into ``run_dir``: keep the time-series rows of the steps the checkpoint holds
@@ -175,3 +162,33 @@ def resume_segment(run: Any, step: int) -> None:
     update_segment(run.dir, start_step=step)
     if dropped and hasattr(run, "log"):
         run.log.info("resume: kept timeseries.csv up to step %d (%d later rows were trained again)", step, dropped)
+
+
+def prepare_resume(module: Any, cfg: Any, run: Any) -> str | None:
+    """The resume step of both fit functions (``trainer.fit_module``), before any data loads: ``training.resume_from``
+    is checked against the freshly built ``module`` (its ``check_checkpoint(path)`` raises naming every difference
+    and the fix), then the run directory continues at the checkpoint's step (``resume_segment``). Returns the
+    checkpoint path for ``trainer.fit`` (None for a fresh start); the data position and the RNG come back through
+    Lightning's restore (``data_position`` pinned the data module's saved state when the checkpoint was written)."""
+    if not cfg.training.resume_from:
+        return None
+    path = str(resolve(cfg.training.resume_from))
+    step = int(module.check_checkpoint(path).get("global_step", 0))
+    run.log.info("[Resume] %s: compatible; continuing at step %d", path, step)
+    resume_segment(run, step)  # same run dir: trim timeseries.csv, record the segment
+    return path
+
+
+def data_position(module: Any, checkpoint: dict) -> dict:
+    """For ``on_save_checkpoint`` of both modules: the next train sample is step x batch x world (DDP ranks shard one
+    stream). The data module's saved state (it may have prefetched past this step) is pinned to that sample, so
+    Lightning's restore continues exactly there. Returns the position (``next_index``, step, batch, world)."""
+    trainer = module._trainer
+    bs = int(module.cfg.data.loader.batch_size)
+    world = int(trainer.world_size) if trainer is not None else 1
+    next_index = int(module.global_step) * bs * world
+    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+    key = type(dm).__qualname__ if dm is not None else None
+    if key and isinstance(checkpoint.get(key), dict) and "next_index" in checkpoint[key]:
+        checkpoint[key]["next_index"] = next_index
+    return {"next_index": next_index, "global_step": int(module.global_step), "batch_size": bs, "world_size": world}

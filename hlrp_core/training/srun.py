@@ -95,8 +95,8 @@ def dist_info(environ: Optional[dict] = None) -> DistInfo:
 
 # ---------------------------------------------------------------- the run object on non-zero ranks
 class RankRun:
-    """What a non-zero rank passes where a ``Run`` is expected: the same ``dir`` (Lightning only writes checkpoints
-    and the time series on rank 0), a logger into ``dir/ranks/rank<r>.log``, and no-op recording hooks."""
+    """The run handle (``run_handle.RunHandle``) of a non-zero rank: the same ``dir`` (Lightning only writes
+    checkpoints and the time series on rank 0), a logger into ``dir/ranks/rank<r>.log``, and no-op recording hooks."""
 
     def __init__(self, run_dir: Path, rank: int, level: str = "INFO"):
         self.dir, self.rank = Path(run_dir), rank
@@ -125,7 +125,7 @@ class RankRun:
     def finish(self, metrics: Optional[dict] = None) -> dict:
         return dict(metrics or {})
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, step: Optional[int] = None) -> None:
         self.log.error("rank %d failed: %s", self.rank, reason)
 
 
@@ -302,10 +302,10 @@ def train(cfg: Any, run: Any, info: DistInfo) -> dict:
     """Run the configured stage with this launch's DDP settings; returns the stage's metrics (+ ``ddp/*``)."""
     name = cfg.model.name
     if name != "laq":
-        raise ConfigError(f"model.name={name!r}: python -m hlrp_core.training.srun runs Stage 1 (model.name=laq) only so "
-                          "far; train Stage 2 in the notebook (devices=1) until train_policy takes trainer overrides")
+        raise ConfigError(f"model.name={name!r}: python -m hlrp_core.training.srun runs Stage 1 (model.name=laq) "
+                          "only so far (Stage 2 under DDP is untested); train Stage 2 in the notebook (devices=1)")
     from .ddp_sync import BroadcastModuleState
-    from .trainer import fit_laq
+    from .laq.fit import fit_laq
 
     # DDP does not synchronise the quantizer's data-dependent codebook init / dead-code replacement: rank 0's state
     # is broadcast after every step (hlrp_core/training/ddp_sync.py)

@@ -1,4 +1,5 @@
-"""The Lightning trainer factory shared by Stage 1 and Stage 2, and ``fit_laq`` (the Stage-1 entry point).
+"""The Lightning trainer factory and the fit loop shared by Stage 1 and Stage 2 (``fit_module``; the wings' entry points
+are ``laq.fit.fit_laq`` and ``policy.fit.fit_policy``).
 
 ``build_trainer(cfg, run)``: precision from ``training.precision=auto`` (bf16-mixed on GPU, 32-true on CPU), the
 progress of ``logging.progress`` (widget bar in a kernel, one-line progress headless), wandb / TensorBoard loggers
@@ -11,8 +12,10 @@ RAM guard, batch mix).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -24,11 +27,13 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..storage import OutputWriteError
-from .loggers import CurvesCallback, LoggerBridge, close_loggers, extra_loggers
+from .loggers import CurvesCallback, LoggerBridge, extra_loggers
 from .progress import progress_setup
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
 from .interrupts import RunGuard, TrainingDiverged, fail_run, finish_fit
+from .resume import prepare_resume
+from .run_handle import RunHandle
 from .safe_checkpoint import add_checkpoint_io
 from .verdict import VerdictCallback, settings_from_config
 
@@ -80,7 +85,7 @@ def checkpoint_callback(run_dir: str | os.PathLike, training: Any) -> ModelCheck
                            save_last=True, save_on_train_epoch_end=False)
 
 
-def build_trainer(cfg: Any, run: Any, extra_callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
+def build_trainer(cfg: Any, run: RunHandle, extra_callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
     """The shared trainer. ``run`` provides ``dir`` (time series and checkpoints go there) and the recording hooks;
     ``overrides`` are passed to ``L.Trainer`` last (tests use e.g. ``enable_checkpointing=False``)."""
     t = cfg.training
@@ -129,33 +134,28 @@ def build_datamodule(cfg: Any):
     return _build(cfg)
 
 
-def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequence[L.Callback] = (),
-            **trainer_overrides: Any) -> dict:
-    """Train the Stage-1 LAQ: build the module, pre-flight any ``training.resume_from`` checkpoint against it (before
-    any data loads), fit, validate at the final step, write ``ckpt/last.ckpt`` and ``artifacts/laq_artifact.pt``.
-    Returns the latest validation metrics plus ``global_step`` and ``artifact``."""
-    from .laq.artifact import ARTIFACT_NAME, save_laq_artifact
-    from .laq.module import LAQModule
-    from .resume import preflight, resume_segment
+@dataclasses.dataclass
+class Fit:
+    """What ``fit_module`` hands back to a wing's fit function: the trainer, the data module, the RAM guard's stop
+    reason (None when the fit reached ``training.max_steps``) and the wall time of the fit plus its final validation."""
 
-    t = cfg.training
-    if t.num_threads > 0:
-        torch.set_num_threads(t.num_threads)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    module = LAQModule(cfg, run)
-    n_params = sum(p.numel() for p in module.model.parameters())
-    run.log.info("LAQ: %d parameters, S=%d K=%d D=%d quantizer=%s", n_params, cfg.model.code_seq_len,
-                 cfg.model.codebook_size, cfg.model.code_dim, cfg.model.quantizer)
-    ckpt_path = None
-    if t.resume_from:
-        from ..paths import resolve
+    trainer: L.Trainer
+    datamodule: Any
+    stopped: Optional[str]
+    wall_s: float
 
-        ckpt_path = str(resolve(t.resume_from))
-        ck = preflight(module, ckpt_path, cfg)  # raises IncompatibleCheckpointError before any data exists
-        run.log.info("resuming from %s at step %s", ckpt_path, ck.get("global_step"))
-        resume_segment(run, int(ck.get("global_step", 0)))  # same run dir: trim timeseries.csv, record the segment
+
+def fit_module(cfg: Any, run: RunHandle, module: L.LightningModule, datamodule: Any = None,
+               extra_callbacks: Sequence[L.Callback] = (), **trainer_overrides: Any) -> Fit:
+    """The fit both wings share (``laq.fit.fit_laq``, ``policy.fit.fit_policy``): ``training.resume_from`` checked
+    against ``module`` before any data loads (``resume.prepare_resume``), the data module (``datamodule`` or the
+    configured one), the shared trainer, ``trainer.fit`` (divergence or a write error -> FAILED with the reason), a
+    stop request -> FAILED + ``RunStopped``, and a validation at the final step when the last one was earlier (and
+    the RAM guard did not stop the fit)."""
+    ckpt_path = prepare_resume(module, cfg, run)  # raises before any data exists
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     trainer = build_trainer(cfg, run, extra_callbacks, **trainer_overrides)
+    t0 = time.time()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     except (TrainingDiverged, OutputWriteError) as exc:  # FAILED with the reason, not a bare traceback
@@ -166,22 +166,4 @@ def fit_laq(cfg: Any, run: Any, datamodule: Any = None, extra_callbacks: Sequenc
                       "stopped_reason", None)
     if module.last_val_step != trainer.global_step and not stopped:
         trainer.validate(module, datamodule=dm, verbose=False)
-    out = dict(module.last_val_metrics)
-    out["global_step"] = int(trainer.global_step)
-    if trainer.checkpoint_callback is not None:
-        trainer.save_checkpoint(str(Path(run.dir) / CKPT_DIR / "last.ckpt"))
-    if t.save_artifact:
-        path = save_laq_artifact(module.model, Path(run.dir) / "artifacts" / ARTIFACT_NAME,
-                                 source_run_dir=str(run.dir), global_step=int(trainer.global_step),
-                                 resize_mode=cfg.data.preprocess.resize_mode)
-        out["artifact"] = str(path)
-        run.log.info("LAQ artifact: %s", path)
-    if stopped:
-        out["stopped_reason"] = stopped
-    close_loggers(trainer, run)  # finish wandb (prints `wandb sync`), final figures/curves.png
-    if hasattr(dm, "teardown"):
-        try:
-            dm.teardown("fit")
-        except Exception:  # noqa: BLE001
-            pass
-    return out
+    return Fit(trainer, dm, stopped, time.time() - t0)

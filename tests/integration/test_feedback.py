@@ -72,12 +72,12 @@ def test_curves_and_headless_progress(cli_run):
 
 
 def test_resume_continues_the_same_wandb_run(cli_run, embedded_root):
-    from hlrp_core.training import trainer as T
+    from hlrp_core.training.laq.fit import fit_laq
 
     _, first = cli_run
     cfg, run = runs.start("laq_tiny", [f"data.root={embedded_root}", *FEEDBACK, "training.max_steps=30",
                                        f"training.resume_from={first}/ckpt/last.ckpt"], smoke=True)
-    metrics = T.fit_laq(cfg, run)
+    metrics = fit_laq(cfg, run)
     run.finish(metrics)
     assert metrics["global_step"] == 30
     (offline,) = LG.offline_run_dirs(run.dir)

@@ -12,6 +12,7 @@ import torch
 
 import hlrp_core.runs as runs
 from hlrp_core.training import trainer as T
+from hlrp_core.training.laq.fit import fit_laq
 from hlrp_core.training.laq.artifact import load_laq_artifact
 from hlrp_core.training.resume import IncompatibleCheckpointError
 
@@ -46,7 +47,7 @@ def _start(embedded_root, extra=()):
 def first_run(embedded_root):
     cfg, run = _start(embedded_root)
     rec = BatchRecorder()
-    metrics = T.fit_laq(cfg, run, extra_callbacks=[rec])
+    metrics = fit_laq(cfg, run, extra_callbacks=[rec])
     run.finish(metrics)
     return cfg, run, rec, metrics
 
@@ -84,7 +85,7 @@ def test_resume_continues_exactly(first_run, embedded_root):
     ckpt = run.dir / "ckpt" / "step_000010.ckpt"
     cfg2, run2 = _start(embedded_root, [f"training.resume_from={ckpt}"])
     rec2 = BatchRecorder()
-    metrics = T.fit_laq(cfg2, run2, extra_callbacks=[rec2])
+    metrics = fit_laq(cfg2, run2, extra_callbacks=[rec2])
     run2.finish(metrics)
     assert metrics["global_step"] == 20
     assert min(rec2.keys) == 11  # the step counter continues
@@ -107,7 +108,7 @@ def test_resume_into_other_shape_fails_before_data(first_run, embedded_root, mon
     monkeypatch.setattr(T, "build_datamodule", no_data)
     cfg2, run2 = _start(embedded_root, [f"training.resume_from={run.dir / 'ckpt' / 'last.ckpt'}", "model.dim=48"])
     with pytest.raises(IncompatibleCheckpointError) as e:
-        T.fit_laq(cfg2, run2)
+        fit_laq(cfg2, run2)
     msg = str(e.value)
     assert f"model.dim: {dim} -> 48" in msg
     assert "mis-shaped tensors" in msg and f"[{dim}" in msg and "48]" in msg

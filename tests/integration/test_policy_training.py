@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from hlrp_core.config import load
-from hlrp_core.training.policy import fit as policy_train
+from hlrp_core.training import trainer as T
+from hlrp_core.training.policy.fit import fit_policy
 from hlrp_core.training.policy.artifact import load_stage2_artifact
 from hlrp_core.training.policy.labels import LAQArtifactError, StandInLabeller
 from hlrp_core.training.policy.module import ResumeMismatchError
+from hlrp_core.training.run_handle import DirRun
 from hlrp_core.training.synthetic import SyntheticDataModule
 
 pytestmark = pytest.mark.integration
@@ -39,8 +41,7 @@ def _dm():
 
 def _run(cfg, out, labeller=None, dm=None):
     """One fit; the backbone is built inside after seeding, so equal configs give equal initial weights."""
-    return policy_train.train_policy(cfg, datamodule=dm or _dm(), labeller=labeller or StandInLabeller(),
-                                     out_dir=str(out))
+    return fit_policy(cfg, DirRun(out), datamodule=dm or _dm(), labeller=labeller or StandInLabeller())
 
 
 def test_latent_flow_run_writes_everything(tmp_path, caplog):
@@ -123,34 +124,32 @@ def test_incompatible_checkpoint_fails_before_data(tmp_path, monkeypatch):
     def no_data(cfg):
         raise AssertionError("the data pipeline was built before the checkpoint check")
 
-    monkeypatch.setattr(policy_train, "_default_datamodule", no_data)
+    monkeypatch.setattr(T, "build_datamodule", no_data)
     bad = _cfg("model.policy.mode=codes", "model.policy.flow_hidden_dim=48", "training.max_steps=2",
                f"training.resume_from={tmp_path}/src/ckpt/last.ckpt")
     with pytest.raises(ResumeMismatchError) as e:
-        policy_train.train_policy(bad, labeller=StandInLabeller(),
-                                  out_dir=str(tmp_path / "bad"))
+        fit_policy(bad, DirRun(tmp_path / "bad"), labeller=StandInLabeller())
     msg = str(e.value)
     assert "policy.flow_hidden_dim: checkpoint=0, now=48" in msg and "shape mismatches" in msg and "fix:" in msg
     other_laq = _cfg("model.policy.mode=codes", "training.max_steps=2",
                      f"training.resume_from={tmp_path}/src/ckpt/last.ckpt")
     with pytest.raises(ResumeMismatchError, match="laq.hash"):
-        policy_train.train_policy(other_laq, labeller=StandInLabeller(seed=5),
-                                  out_dir=str(tmp_path / "bad2"))
+        fit_policy(other_laq, DirRun(tmp_path / "bad2"), labeller=StandInLabeller(seed=5))
 
 
 def test_wrong_laq_artifact_fails_before_data(tmp_path, monkeypatch):
     def no_data(cfg):
         raise AssertionError("the data pipeline was built before the LAQ artifact check")
 
-    monkeypatch.setattr(policy_train, "_default_datamodule", no_data)
+    monkeypatch.setattr(T, "build_datamodule", no_data)
     with pytest.raises(LAQArtifactError, match="model.laq.artifact is not set"):
-        policy_train.train_policy(_cfg(), out_dir=str(tmp_path))
+        fit_policy(_cfg(), DirRun(tmp_path))
     with pytest.raises(LAQArtifactError, match="file not found"):
-        policy_train.train_policy(_cfg(f"model.laq.artifact={tmp_path}/nope.pt"), out_dir=str(tmp_path))
+        fit_policy(_cfg(f"model.laq.artifact={tmp_path}/nope.pt"), DirRun(tmp_path))
     junk = tmp_path / "junk.pt"
     torch.save({"not": "an artifact"}, junk)
     with pytest.raises(LAQArtifactError, match="junk.pt"):
-        policy_train.train_policy(_cfg(f"model.laq.checkpoint={junk}"), out_dir=str(tmp_path))
+        fit_policy(_cfg(f"model.laq.checkpoint={junk}"), DirRun(tmp_path))
 
 
 @pytest.mark.gpu
@@ -163,8 +162,8 @@ def test_gpu_smolvlm2_500m_random_throughput(tmp_path):
         "training.warmup_steps=20", "data.loader.batch_size=48", "data.preprocess.image_size=512",
         "training.validation.visualization.enabled=false", "training.train_visualization.enabled=false"])
     torch.cuda.reset_peak_memory_stats()
-    m = policy_train.train_policy(cfg, datamodule=SyntheticDataModule(batch_size=48, image_size=512, val_items=96),
-                                  labeller=StandInLabeller(), out_dir=str(tmp_path))
+    m = fit_policy(cfg, DirRun(tmp_path), datamodule=SyntheticDataModule(batch_size=48, image_size=512, val_items=96),
+                   labeller=StandInLabeller())
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"samples/s={m['perf/samples_per_sec']:.1f} steps/s={m['perf/steps_per_sec']:.2f} peak_gpu_gib={peak:.1f}")
     assert m["stage2/global_step"] == 200 and m["perf/samples_per_sec"] > 0 and np.isfinite(m["val/loss"])
@@ -175,12 +174,9 @@ def test_notebook_stage1_then_stage2_smoke(request, monkeypatch):
     the result keys land in metrics.json and the artifact is written."""
     from hlrp_core.launch import execute
     from hlrp_core.paths import REPO_ROOT
-    from hlrp_core.training.policy.labels import _find_laq_loader
-
-    if _find_laq_loader() is None or not (REPO_ROOT / "notebooks/10_train_laq.ipynb").exists() \
-            or not (REPO_ROOT / "params/laq_tiny.yaml").exists():
-        pytest.skip("Stage 1 (notebook 10, params/laq_tiny.yaml, laq_artifact loader) has not landed yet")
     from pathlib import Path
+
+    assert (REPO_ROOT / "notebooks/10_train_laq.ipynb").exists() and (REPO_ROOT / "params/laq_tiny.yaml").exists()
 
     embedded = Path(request.getfixturevalue("embedded_root"))  # built only when the chain can run
     if embedded.name != "embedded":  # the session build is <tmp>/embeddedN: data.root is $HLRP_DATA_ROOT/embedded

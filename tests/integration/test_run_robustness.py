@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hlrp_core.runs as runs
-from hlrp_core.training import trainer as T
+from hlrp_core.training.laq.fit import fit_laq
 from hlrp_core.training.laq.artifact import ARTIFACT_NAME, ArtifactError, load_laq_artifact, save_laq_artifact
 from hlrp_core.stopping import request_stop
 from hlrp_core.training.interrupts import RunStopped, TrainingDiverged
@@ -28,7 +28,7 @@ def _start(embedded_root, *extra):
 def test_lr_1e6_diverges_failed_without_artifact(embedded_root):
     cfg, run = _start(embedded_root, "training.lr=1e6", "training.warmup_steps=0", "training.gradient_clip_val=0")
     with pytest.raises(TrainingDiverged) as err:
-        T.fit_laq(cfg, run)
+        fit_laq(cfg, run)
     state, reason = runs.read_status(run.dir)
     assert state == "FAILED" and reason.startswith("diverged at step ") and "training.lr" in reason
     assert not (run.dir / "artifacts" / ARTIFACT_NAME).exists()
@@ -54,7 +54,7 @@ class _StopAt(L.Callback):
 def test_stop_request_checkpoints_and_fails_resumable(embedded_root):
     cfg, run = _start(embedded_root)
     with pytest.raises(RunStopped) as err:
-        T.fit_laq(cfg, run, extra_callbacks=[_StopAt(run, 4)])
+        fit_laq(cfg, run, extra_callbacks=[_StopAt(run, 4)])
     step = err.value.step
     assert 4 <= step < 12
     state, reason = runs.read_status(run.dir)
@@ -80,7 +80,7 @@ def test_full_disk_checkpoint_leaves_no_half_file(embedded_root, monkeypatch):
 
     monkeypatch.setattr(safe_checkpoint.torch, "save", full)
     with pytest.raises(OutputWriteError) as err:
-        T.fit_laq(cfg, run)
+        fit_laq(cfg, run)
     monkeypatch.setattr(safe_checkpoint.torch, "save", real)
     msg = str(err.value)
     assert "step_000005.ckpt" in msg and "free space there:" in msg and "disk" in msg

@@ -16,7 +16,7 @@ import pytest
 
 import hlrp_core.runs as runs
 from hlrp_core.metrics import names as n
-from hlrp_core.training import trainer as T
+from hlrp_core.training.laq.fit import fit_laq
 from hlrp_core.metrics import predictions as P
 from hlrp_core.paths import REPO_ROOT
 
@@ -27,7 +27,7 @@ def test_stage1_fit_records_a_verdict_per_validation(embedded_root, tmp_path):
     cfg, run = runs.start("laq_tiny", [f"data.root={embedded_root}", "training.max_steps=20",
                                        "training.validation.check_interval=10",
                                        "training.checkpoint.every_n_train_steps=20"], smoke=True)
-    metrics = T.fit_laq(cfg, run)
+    metrics = fit_laq(cfg, run)
     run.finish(metrics)
     saved = json.loads((run.dir / "metrics.json").read_text())
     assert saved[n.VERDICT] in n.VERDICTS

@@ -28,6 +28,10 @@ FLOORS = {
     "ladder": 10,
     "cli": 11,
 }
+#: Inside ``training/``: the shared floor (``training/*.py``), the two wings above it, the srun entry point on top.
+#: A wing imports the floor and never the other wing, except the one thing Stage 2 consumes of Stage 1.
+TRAINING_FLOORS = {"floor": 0, "laq": 1, "policy": 1, "srun": 2}
+WING_CROSSINGS = {("policy", "hlrp_core.training.laq.artifact")}  # Stage 2 reads the Stage-1 artifact
 #: Packages whose modules must stay free of these libraries at any import (pure numpy/scipy layers).
 FORBIDDEN_LIBS = {"metrics": {"torch", "tensorflow", "tensorflow_datasets", "lightning"},
                   "config": {"torch", "tensorflow", "tensorflow_datasets", "lightning"}}
@@ -87,3 +91,26 @@ def test_pure_layers_import_no_frameworks(unit):
            for p in _files() if _unit(p) == unit
            for line, mod in _imports(p) if mod.split(".")[0] in FORBIDDEN_LIBS[unit]]
     assert not bad, "\n".join(bad)
+
+
+def _training_part(parts: tuple[str, ...]) -> str:
+    """(``training``, ``laq``, ...) -> ``laq`` (a wing); (``training``, ``srun``) -> ``srun``; any other module of
+    ``training/`` -> ``floor``."""
+    name = parts[1] if len(parts) > 1 else ""
+    return name if name in ("laq", "policy", "srun") else "floor"
+
+
+def test_training_wings_stand_on_the_shared_floor():
+    bad = []
+    for path in _files():
+        if _unit(path) != "training":
+            continue
+        src = _training_part(path.relative_to(PKG).with_suffix("").parts)
+        for line, mod in _imports(path):
+            parts = tuple(mod.split(".")[1:])
+            if parts[:1] != ("training",) or len(parts) < 2:
+                continue
+            dst = _training_part(parts)
+            if dst != src and TRAINING_FLOORS[dst] >= TRAINING_FLOORS[src] and (src, mod) not in WING_CROSSINGS:
+                bad.append(f"{path.relative_to(PKG.parent)}:{line} ({src}) imports {mod} ({dst})")
+    assert not bad, "imports against the training wings (docs/ARCHITECTURE.md):\n" + "\n".join(bad)

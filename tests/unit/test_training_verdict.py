@@ -134,11 +134,12 @@ def test_label_ablation_knob_wraps_the_labeller(tmp_path):
     from hlrp_core.config import ConfigError, load
     from hlrp_core.training.policy.label_ablation import ShuffledLabeller
     from hlrp_core.training.policy.fit import build_policy_module
+    from hlrp_core.training.run_handle import DirRun
 
     cfg = load("policy_tiny", ["model.laq.label_ablation=shuffled"], smoke=True)
-    module = build_policy_module(cfg, out_dir=str(tmp_path))
+    module = build_policy_module(cfg, DirRun(tmp_path))
     assert isinstance(module.labeller, ShuffledLabeller)
-    plain = build_policy_module(load("policy_tiny", [], smoke=True), out_dir=str(tmp_path / "plain"))
+    plain = build_policy_module(load("policy_tiny", [], smoke=True), DirRun(tmp_path / "plain"))
     assert not isinstance(plain.labeller, ShuffledLabeller)
     with pytest.raises(ConfigError, match="model.laq.label_ablation"):
         load("policy_tiny", ["model.laq.label_ablation=shuffle"])

@@ -2,7 +2,7 @@
 reconstruction / codebook-health / action-alignment metrics, exact-resume bookkeeping).
 
 Validation (every ``training.validation.check_interval`` steps, on the fixed held-out-episode val set) writes the
-issue-4 keys (``val/recon_mse``, ``val/copy_baseline_mse``, ``val/delta_psnr_true_vs_shuffled``,
+Stage-1 keys of docs/METRICS.md (``val/recon_mse``, ``val/copy_baseline_mse``, ``val/delta_psnr_true_vs_shuffled``,
 ``val/codebook_perplexity``, ``val/codes_used``, ``val/action_nmi[_shuffled|_untrained]``,
 ``val/action_probe_r2[_shuffled|_untrained]``) into the time series and (through ``MetricsJsonCallback``) into
 ``metrics.json``; plus ``val_predictions/step_XXXXXX.npz`` and figures when a ``run`` is attached.
@@ -11,7 +11,6 @@ issue-4 keys (``val/recon_mse``, ``val/copy_baseline_mse``, ``val/delta_psnr_tru
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Optional
 
 import lightning as L
@@ -20,24 +19,15 @@ import torch
 
 from ...config import to_dict
 from ...metrics import stage1 as S1
+from ...metrics.collapse import perplexity
 from ...metrics.kmeans import kmeans_labels
 from ...metrics.predictions import save_predictions
 from ...models.laq import LAQConfig, LAQModel
 from ..optim import build_optimizer
-from ..resume import HPARAMS_SCHEMA_VERSION, rng_state, set_rng_state
+from ..resume import HPARAMS_SCHEMA_VERSION, data_position, preflight, rng_state, set_rng_state
 
 log = logging.getLogger("hlrp.laq")
 UNTRAINED_SEED_OFFSET = 1_000_003
-
-
-def _perplexity(ids: np.ndarray) -> float:
-    p = np.bincount(ids).astype(float)
-    p = p[p > 0] / p.sum()
-    return float(np.exp(-(p * np.log(p)).sum())) if len(p) else float("nan")
-
-
-def _psnr(mse: float) -> float:
-    return float(10 * math.log10(1.0 / max(mse, 1e-12)))
 
 
 class LAQModule(L.LightningModule):
@@ -116,26 +106,21 @@ class LAQModule(L.LightningModule):
         return out.loss
 
     # ------------------------------------------------------------------------------------------------ checkpoint
+    def check_checkpoint(self, path: str) -> dict:
+        """The resume pre-flight (``resume.prepare_resume``): ``path`` against this freshly built module."""
+        return preflight(self, path, self.cfg)  # raises IncompatibleCheckpointError before any data exists
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        bs = int(self.cfg.data.loader.batch_size)
-        world = int(self.trainer.world_size) if self._trainer is not None else 1  # DDP: ranks shard one stream
-        next_index = int(self.global_step) * bs * world
         checkpoint["hlrp"] = {
             "hparams_schema_version": HPARAMS_SCHEMA_VERSION,
             "config": to_dict(self.cfg),
             "arch": self.laq_config.arch(),
-            "data_position": {"next_index": next_index, "global_step": int(self.global_step), "batch_size": bs,
-                              "world_size": world},
+            "data_position": data_position(self, checkpoint),
             "rng": rng_state(),
             "replacement": dict(self.replacement),
             # NSVQ replacement_source=latents re-seeds from the last batch's latents (not in the state dict)
             "quantizer_recent": getattr(self.model.quantizer, "recent", None),
         }
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        key = type(dm).__qualname__ if dm is not None else None
-        # the loader may have prefetched past this step: pin its saved position to the exact next sample
-        if key and isinstance(checkpoint.get(key), dict) and "next_index" in checkpoint[key]:
-            checkpoint[key]["next_index"] = next_index
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("hlrp", {})
@@ -220,20 +205,20 @@ class LAQModule(L.LightningModule):
         k = self.laq_config.codebook_size
         m: dict[str, float] = {
             "val/recon_mse": float(mse), "val/copy_baseline_mse": float(copy), "val/shuffled_code_mse": float(shuf),
-            "val/recon_psnr": _psnr(mse), "val/copy_baseline_psnr": _psnr(copy),
+            "val/recon_psnr": S1.psnr(mse), "val/copy_baseline_psnr": S1.psnr(copy),
             "val/copy_ratio": float(mse / max(copy, 1e-12)),
-            "val/delta_psnr_true_vs_shuffled": _psnr(mse) - _psnr(shuf),
+            "val/delta_psnr_true_vs_shuffled": S1.psnr(mse) - S1.psnr(shuf),
             "val/closer_to_future": float(cat("closer").mean()),
             "val/n_items": float(len(codes)), "val/n_episodes": float(len(set(v["episode"]))),
         }
         pooled = codes.reshape(-1)
-        m["val/codebook_perplexity"] = _perplexity(pooled)
+        m["val/codebook_perplexity"] = perplexity(np.bincount(pooled))
         m["val/codes_used"] = float(len(np.unique(pooled)))
         m["val/codebook_usage_frac"] = m["val/codes_used"] / k
         m["val/unique_code_tuples"] = float(len(np.unique(codes, axis=0)))
         for s in range(codes.shape[1]):
             m[f"val/codes_used_pos{s}"] = float(len(np.unique(codes[:, s])))
-            m[f"val/codebook_perplexity_pos{s}"] = _perplexity(codes[:, s])
+            m[f"val/codebook_perplexity_pos{s}"] = perplexity(np.bincount(codes[:, s]))
         m["codebook/replacement_events"] = float(self.replacement["events"])
         m["codebook/refits"] = float(self.replacement["refits"])
         m["codebook/replaced_total"] = float(self.replacement["replaced_total"])

@@ -1,6 +1,6 @@
 """Stage-2 sample records: a PNG panel per sample (first frame + instruction, dataset, episode/frame, gt vs pred
 codes or a vector summary) and one JSON list with the same fields. ``gt_codes`` are always kept, also when the
-prediction is a vector (the seed's latent_flow fix)."""
+prediction is a vector (the seed's latent_flow fix). ``summary``: the headline numbers as text (notebook 11)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,21 @@ def write_samples(out_dir: str | os.PathLike, frames: Any, records: list[dict]) 
     tmp.write_text(json.dumps(records, indent=1))
     os.replace(tmp, d / "records.json")
     return paths
+
+
+SUMMARY_KEYS = ["val/loss", "val/token_accuracy", "val/token_accuracy_ci_low", "val/token_accuracy_ci_high",
+                "val/token_accuracy_majority_baseline", "val/token_accuracy_majority_baseline_ci_high",
+                "val/token_accuracy_lift", "val/token_accuracy_vote", "val/sequence_accuracy", "val/sequence_accuracy_majority_baseline",
+                "val/num_items", "val/latent_vector_stats/cosine_mean", "val/latent_vector_stats/variance_ratio",
+                "perf/steps_per_sec", "perf/samples_per_sec", "stage2/global_step", "stage2/fit_wall_s"]
+
+
+def summary(metrics: dict) -> str:
+    """A short text table of the headline Stage-2 numbers plus a one-line verdict on the majority baseline."""
+    lines = [f"{k:<50} {metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k:<50} {metrics[k]}"
+             for k in SUMMARY_KEYS if k in metrics]
+    acc, hi = metrics.get("val/token_accuracy"), metrics.get("val/token_accuracy_majority_baseline_ci_high")
+    if acc is not None and hi is not None:
+        verdict = "beats" if acc > hi else "does NOT beat"
+        lines.append(f"token accuracy {acc:.3f} {verdict} the majority baseline's 95% Wilson upper bound {hi:.3f}")
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ is random, so a policy trained (and validated) on it can at best reproduce the m
 ``random-like``, never ``learning``. The identity hash gets a ``-shuffled`` suffix so its artifact cannot be
 mistaken for a real Stage-2 result.
 
-Use: ``train_policy(cfg, run, labeller=ShuffledLabeller(load_laq_labeller(path)))``.
+Use: ``fit_policy(cfg, run, labeller=ShuffledLabeller(load_laq_labeller(path)))``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ vectors ``[B,S,D]`` float, under ``no_grad`` with the LAQ in eval mode. The poli
 submodule, so the LAQ is not in the policy's ``state_dict``; its identity (hash, K, S, D) is recorded instead and
 checked on resume and in the artifact.
 
-``load_laq_labeller(path)`` loads the Stage-1 ``laq_artifact.pt`` through the LAQ package's own loader and fails
+``load_laq_labeller(path)`` loads the Stage-1 ``laq_artifact.pt`` through the LAQ wing's reader (``laq/artifact.py``) and fails
 with the reason (missing file, wrong kind of file, manifest mismatch) before any data pipeline is built.
 """
 
@@ -93,25 +93,6 @@ class FrozenLAQLabeller(LatentLabeller):
         return codes.long().detach(), vectors.float().detach()
 
 
-#: Where the Stage-1 package exposes its artifact loader ``(path) -> model | (model, manifest)``, first hit wins.
-LAQ_LOADERS = [("hlrp_core.training.laq.artifact", "load_laq_artifact"),
-               ("hlrp_core.models.laq", "load_laq_artifact"),
-               ("hlrp_core.models.laq", "load_artifact")]
-
-
-def _find_laq_loader():
-    import importlib
-
-    for mod, fn in LAQ_LOADERS:
-        try:
-            m = importlib.import_module(mod)
-        except ImportError:
-            continue
-        if hasattr(m, fn):
-            return getattr(m, fn)
-    return None
-
-
 def load_laq_labeller(path: Optional[str], device: Any = "cpu") -> FrozenLAQLabeller:
     """Load the frozen Stage-1 LAQ from ``laq_artifact.pt``.
 
@@ -134,15 +115,13 @@ def load_laq_labeller(path: Optional[str], device: Any = "cpu") -> FrozenLAQLabe
             raise LAQArtifactError(f"model.laq.artifact={path!r} is a directory without artifacts/laq_artifact.pt "
                                    "(or laq_artifact.pt); did the Stage-1 run finish?")
         p = found[0]
-    loader = _find_laq_loader()
-    if loader is None:
-        raise LAQArtifactError(f"no Stage-1 artifact loader found (looked for {LAQ_LOADERS}); cannot load {p}")
+    from ..laq.artifact import load_laq_artifact  # the one reader of the Stage-1 artifact
+
     try:
-        loaded = loader(p)
+        model, manifest = load_laq_artifact(p)
     except Exception as e:
         raise LAQArtifactError(f"model.laq.artifact={path!r} is not a usable Stage-1 LAQ artifact: "
                                f"{type(e).__name__}: {e}") from e
-    model, manifest = (loaded if isinstance(loaded, tuple) else (loaded, getattr(loaded, "manifest", {})))
     return labeller_from_laq(model, manifest or {}, str(p)).to(device)
 
 

@@ -33,6 +33,8 @@ from ...models.policy.modeling import LatentPolicy, action_mse, count_parameters
 from ...models.policy.processing import tokenizer_hash
 from . import stats as ST
 from ..optim import build_optimizer
+from ..resume import IncompatibleCheckpointError, data_position
+from ..run_handle import RunHandle
 from .artifact import HPARAMS_SCHEMA, LOSS_DEFINITION, library_versions, state_dict_diff
 from .labels import LatentLabeller
 from .figures import sample_records, write_samples
@@ -40,7 +42,7 @@ from .figures import sample_records, write_samples
 log = logging.getLogger("hlrp.policy")
 
 
-class ResumeMismatchError(RuntimeError):
+class ResumeMismatchError(IncompatibleCheckpointError):
     """A checkpoint that does not fit the configured policy; the message lists key/shape and config diffs."""
 
 
@@ -77,20 +79,19 @@ class PolicyModule(L.LightningModule):
     """Args:
         cfg: the resolved ``Config``.
         labeller: the frozen LAQ labeller (``labels.load_laq_labeller``) or a stand-in.
-        run: optional ``hlrp_core.runs.Run`` (log, record, heartbeat, run directory); None = log only.
+        run: the run handle (``run_handle.RunHandle``: its directory takes samples and val_predictions, its log the
+            lines); None = the ``hlrp.policy`` log and the current directory.
         backbone: optional prebuilt ``(vlm, tokenizer, vlm_config)``.
-        out_dir: where samples / val_predictions go when ``run`` is None.
     """
 
-    def __init__(self, cfg: Any, labeller: LatentLabeller, run: Any = None, backbone: Any = None,
-                 out_dir: Optional[str] = None):
+    def __init__(self, cfg: Any, labeller: LatentLabeller, run: Optional[RunHandle] = None, backbone: Any = None):
         super().__init__()
         self.cfg = cfg
         self.pcfg = cfg.model.policy
         self.policy = LatentPolicy(self.pcfg, labeller.spec, labeller.codebook, backbone=backbone)
         object.__setattr__(self, "_labeller", labeller)  # never a submodule: the LAQ stays out of state_dict
         object.__setattr__(self, "_run", run)
-        self.out_dir = Path(run.dir) if run is not None else Path(out_dir or ".")
+        self.out_dir = Path(run.dir) if run is not None else Path(".")
         self.meta = _policy_meta(cfg, self.policy, labeller)
         self._val: dict[str, list] = {}
         self._val_first_batch: Optional[dict] = None
@@ -312,8 +313,13 @@ class PolicyModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
     # ------------------------------------------------------------------------------------------- checkpoints
+    def check_checkpoint(self, path: str) -> dict:
+        """The resume pre-flight (``resume.prepare_resume``): ``path`` against this freshly built module."""
+        return check_policy_checkpoint(path, self)  # raises ResumeMismatchError before any data exists
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["hlrp_policy"] = self.meta
+        data_position(self, checkpoint)  # the data module's saved state continues at step x batch
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         found = checkpoint.get("hlrp_policy")
@@ -333,7 +339,7 @@ def check_policy_checkpoint(path: str, module: PolicyModule) -> dict:
     p = resolve(path)
     if not p.exists():
         raise ResumeMismatchError(f"training.resume_from={path!r}: no such checkpoint ({p})")
-    from ..resume import IncompatibleCheckpointError, load_checkpoint
+    from ..resume import load_checkpoint
 
     try:
         ckpt = load_checkpoint(p)  # a directory, truncated or foreign file -> an error naming the file and the knob
