@@ -169,11 +169,15 @@ def load(experiment: str = "", overrides: Iterable[str] = (), *, smoke: bool = F
         obj: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise ConfigError(_explain(exc, "the merged config")) from None
-    if validate:
-        problems: list[str] = []
-        obj.validate(problems)
-        if problems:
-            raise ConfigError(problems)
+    return checked(obj) if validate else obj
+
+
+def checked(obj: Config) -> Config:
+    """``obj`` after its cross-knob checks (``validate``); every problem in one ``ConfigError``."""
+    problems: list[str] = []
+    obj.validate(problems)
+    if problems:
+        raise ConfigError(problems)
     return obj
 
 
@@ -212,9 +216,4 @@ def load_run(run_dir: str | os.PathLike, validate: bool = False) -> Config:
         raise ConfigError(f"{path}: no config.yaml; is {run_dir} a run directory?")
     cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
     obj: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    if validate:
-        problems: list[str] = []
-        obj.validate(problems)
-        if problems:
-            raise ConfigError(problems)
-    return obj
+    return checked(obj) if validate else obj

@@ -42,6 +42,7 @@ from typing import Any, Optional, Sequence
 
 from .. import runs
 from ..config import ConfigError, load_run
+from ..config.loader import checked
 from ..io import atomic_write_json, read_json
 
 log = logging.getLogger("hlrp.train")
@@ -144,12 +145,7 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
         merged = OmegaConf.merge(OmegaConf.structured(cfg), OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"overrides {list(overrides)}: {str(exc).splitlines()[0]}") from None
-    out = OmegaConf.to_object(merged)
-    problems: list[str] = []
-    out.validate(problems)
-    if problems:
-        raise ConfigError(problems)
-    return out
+    return checked(OmegaConf.to_object(merged))
 
 
 def _wait_for_config(run_dir: Path, timeout: float = CONFIG_WAIT_S) -> None:

@@ -41,7 +41,7 @@ def _dm():
 
 def _run(cfg, out, labeller=None, dm=None):
     """One fit; the backbone is built inside after seeding, so equal configs give equal initial weights."""
-    return fit_policy(cfg, DirRun(out), datamodule=dm or _dm(), labeller=labeller or StandInLabeller())
+    return fit_policy(cfg, DirRun(out, "hlrp.policy"), datamodule=dm or _dm(), labeller=labeller or StandInLabeller())
 
 
 def test_latent_flow_run_writes_everything(tmp_path, caplog):

@@ -11,7 +11,6 @@ with the reason (missing file, wrong kind of file, manifest mismatch) before any
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ...models.policy.modeling import LatentSpec
+from ..laq.artifact import weights_hash  # the one hash of a LAQ state dict (the artifact manifest's)
 
 
 class LAQArtifactError(ValueError):
@@ -45,17 +45,6 @@ class LatentLabeller:
 
     def to(self, device: Any) -> "LatentLabeller":
         return self
-
-
-def tensor_hash(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 (first 16 hex) over sorted names, shapes and bytes of a state dict."""
-    h = hashlib.sha256()
-    for k in sorted(tensors):
-        v = tensors[k].detach().cpu().contiguous()
-        h.update(k.encode())
-        h.update(str(tuple(v.shape)).encode())
-        h.update(v.float().numpy().tobytes() if v.is_floating_point() else v.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _frames_float(frames: torch.Tensor, image_size: Optional[int]) -> torch.Tensor:
@@ -189,7 +178,7 @@ def labeller_from_laq(model: nn.Module, manifest: dict, source: str) -> FrozenLA
             codes, vectors = out[0], out[1]
         return codes, vectors
 
-    ident = {"hash": manifest.get("weights_hash") or tensor_hash(model.state_dict()), "K": K, "S": S, "D": D,
+    ident = {"hash": manifest.get("weights_hash") or weights_hash(model.state_dict()), "K": K, "S": S, "D": D,
              "source": source, "image_size": image_size, "quantizer": manifest.get("quantizer")}
     return FrozenLAQLabeller(model, encode, LatentSpec(K, S, D), codebook, ident, image_size)
 
