@@ -6,10 +6,10 @@ A notebook kernel is one process (DDP cannot be spawned from it), so::
     result = hlrp_core.cluster.srun_train(cfg, run, ntasks_per_node=2, partition="gpu")
     # ... analyse run.dir (metrics.json, timeseries.csv, ckpt/, artifacts/), then run.finish(...)
 
-``srun_train`` runs ``srun --nodes=M --ntasks-per-node=N ... <python> -m hlrp_core.training.srun --run-dir <run.dir>``; rank 0
-adopts the existing run directory (its ``config.yaml``), so metrics and checkpoints land in the notebook's run. Inside
-an allocation (``SLURM_JOB_ID`` set, e.g. a kernel in an sbatch job) srun starts a step of that allocation, which
-must hold N x M tasks; outside one it asks for a new allocation (``partition``, ``time``, ``mem``).
+``srun_train`` runs ``srun --nodes=M --ntasks-per-node=N ... <python> -m hlrp_core.training.srun --run-dir
+<run.dir>``; rank 0 adopts the existing run directory (its ``config.yaml``), so metrics and checkpoints land in the
+notebook's run. Inside an allocation (``SLURM_JOB_ID`` set, e.g. a kernel in an sbatch job) srun starts a step of that
+allocation, which must hold N x M tasks; outside one it asks for a new allocation (``partition``, ``time``, ``mem``).
 ``sbatch_train`` writes the same command into ``<run>/train_ddp.sbatch`` and submits it (optionally waiting).
 """
 
@@ -38,7 +38,8 @@ def _tasks(cfg: Any, ntasks_per_node: Optional[int]) -> int:
 
 
 def train_command(run_dir: str | os.PathLike, overrides: Sequence[str] = (), python: str = "") -> list[str]:
-    """``<python> -m hlrp_core.training.srun --run-dir <run_dir> [overrides]`` (the interpreter of this kernel by default)."""
+    """``<python> -m hlrp_core.training.srun --run-dir <run_dir> [overrides]`` (the interpreter of this kernel by
+    default)."""
     return [python or sys.executable, "-m", "hlrp_core.training.srun", "--run-dir", str(run_dir), *overrides]
 
 

@@ -1,5 +1,6 @@
-"""``fit_laq(cfg, run)``: the Stage-1 fit that ``notebooks/10_train_laq.ipynb`` and ``python -m hlrp_core.training.srun``
-call; the same shape as ``policy.fit.fit_policy`` (docs/ARCHITECTURE.md, the training wings).
+"""``fit_laq(cfg, run)``: the Stage-1 fit that ``notebooks/10_train_laq.ipynb`` and ``python -m
+hlrp_core.training.srun`` call; the same shape as ``policy.fit.fit_policy`` (docs/ARCHITECTURE.md, the training
+wings).
 
 Order: seed, build the LAQ module, then the shared ``trainer.fit_module`` (resume pre-flight before any data loads,
 the data module, fit, stop requests, a final validation); then ``ckpt/last.ckpt`` and

@@ -5,8 +5,8 @@ vectors ``[B,S,D]`` float, under ``no_grad`` with the LAQ in eval mode. The poli
 submodule, so the LAQ is not in the policy's ``state_dict``; its identity (hash, K, S, D) is recorded instead and
 checked on resume and in the artifact.
 
-``load_laq_labeller(path)`` loads the Stage-1 ``laq_artifact.pt`` through the LAQ wing's reader (``laq/artifact.py``) and fails
-with the reason (missing file, wrong kind of file, manifest mismatch) before any data pipeline is built.
+``load_laq_labeller(path)`` loads the Stage-1 ``laq_artifact.pt`` through the LAQ wing's reader (``laq/artifact.py``)
+and fails with the reason (missing file, wrong kind of file, manifest mismatch) before any data pipeline is built.
 """
 
 from __future__ import annotations
