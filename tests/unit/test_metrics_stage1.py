@@ -89,3 +89,15 @@ def test_nmi_limits_follow_sklearn():
     from sklearn.metrics import normalized_mutual_info_score as sk   # dev extra: a missing oracle fails the test
 
     assert nmi(np.zeros(40, int), actions[:, 0].astype(int)) == sk(actions[:, 0], np.zeros(40), average_method="geometric")
+
+
+def test_psnr_of_one_mse_matches_the_per_item_form():
+    """``psnr`` (training's ``val/recon_psnr``) is 10 log10(1 / MSE) and agrees with ``psnr_items`` on one item."""
+    from hlrp_core.metrics.stage1 import psnr, psnr_items
+
+    rng = np.random.default_rng(0)
+    target = rng.random((1, 3, 8, 8))
+    pred = np.clip(target + rng.normal(0, 0.05, target.shape), 0, 1)
+    mse = float(((pred - target) ** 2).mean())
+    assert psnr(mse) == pytest.approx(float(psnr_items(pred, target)[0]), rel=1e-12)
+    assert psnr(0.01) == pytest.approx(20.0) and psnr(0.0) == pytest.approx(120.0)  # MSE floored at 1e-12
