@@ -11,8 +11,8 @@ TensorBoard, both with their files inside the run directory.
 
 The CSV time series stays the first logger (``trainer.logger``), so code that logs through ``trainer.logger`` keeps
 writing ``timeseries.csv``; :class:`LoggerBridge` copies the verdict entries to the other loggers after each
-validation. :func:`close_loggers` (end of ``fit_laq`` / ``fit_policy``) finishes the wandb run and prints the
-``wandb sync`` command.
+validation. :func:`close_loggers` (``trainer.Fit.close``, the end of ``fit_laq`` / ``fit_policy``) finishes the wandb
+run and prints the ``wandb sync`` command.
 """
 
 from __future__ import annotations

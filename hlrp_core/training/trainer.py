@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..storage import OutputWriteError
-from .loggers import CurvesCallback, LoggerBridge, extra_loggers
+from .loggers import CurvesCallback, LoggerBridge, close_loggers, extra_loggers
 from .progress import progress_setup
 from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
                         RamGuardCallback)
@@ -143,6 +143,16 @@ class Fit:
     datamodule: Any
     stopped: Optional[str]
     wall_s: float
+
+    def close(self, run: RunHandle) -> None:
+        """The end step of both wings: finish the loggers (wandb prints `wandb sync`; final figures/curves.png),
+        then release the data module's workers."""
+        close_loggers(self.trainer, run)
+        if hasattr(self.datamodule, "teardown"):
+            try:
+                self.datamodule.teardown("fit")
+            except Exception:  # noqa: BLE001 - a failed release must not fail a finished fit
+                pass
 
 
 def fit_module(cfg: Any, run: RunHandle, module: L.LightningModule, datamodule: Any = None,

@@ -15,7 +15,6 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
-from ..loggers import close_loggers
 from ..run_handle import RunHandle
 from ..trainer import CKPT_DIR, fit_module
 from .artifact import ARTIFACT_NAME, save_laq_artifact
@@ -35,7 +34,7 @@ def fit_laq(cfg: Any, run: RunHandle, datamodule: Any = None, extra_callbacks: S
     run.log.info("LAQ: %d parameters, S=%d K=%d D=%d quantizer=%s", n_params, cfg.model.code_seq_len,
                  cfg.model.codebook_size, cfg.model.code_dim, cfg.model.quantizer)
     fit = fit_module(cfg, run, module, datamodule, extra_callbacks, **trainer_overrides)
-    trainer, dm = fit.trainer, fit.datamodule
+    trainer = fit.trainer
     out = dict(module.last_val_metrics)
     out["global_step"] = int(trainer.global_step)
     if trainer.checkpoint_callback is not None:
@@ -48,10 +47,5 @@ def fit_laq(cfg: Any, run: RunHandle, datamodule: Any = None, extra_callbacks: S
         run.log.info("LAQ artifact: %s", path)
     if fit.stopped:
         out["stopped_reason"] = fit.stopped
-    close_loggers(trainer, run)  # finish wandb (prints `wandb sync`), final figures/curves.png
-    if hasattr(dm, "teardown"):
-        try:
-            dm.teardown("fit")
-        except Exception:  # noqa: BLE001
-            pass
+    fit.close(run)
     return out

@@ -19,7 +19,6 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from ..loggers import close_loggers
 from ..run_handle import RunHandle
 from ..trainer import fit_module, resolve_accelerator
 from .artifact import export_stage2_artifact
@@ -62,7 +61,7 @@ def fit_policy(cfg: Any, run: RunHandle, datamodule: Any = None, extra_callbacks
     module = build_policy_module(cfg, run, labeller=labeller, backbone=backbone)
     fit = fit_module(cfg, run, module, datamodule, extra_callbacks, **trainer_overrides)
     trainer = fit.trainer
-    close_loggers(trainer, run)  # finish wandb (prints `wandb sync`), final figures/curves.png
+    fit.close(run)
     artifact = export_stage2_artifact(module.policy, module.labeller.identity, run.dir, int(trainer.global_step))
     metrics = dict(module.last_val_metrics)
     metrics.update({"stage2/global_step": int(trainer.global_step), "stage2/fit_wall_s": fit.wall_s,
