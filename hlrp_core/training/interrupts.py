@@ -67,8 +67,11 @@ def text(value: float) -> str:
 class RunGuard(L.Callback):
     """Stop requests -> checkpoint + stop; divergence -> stop without saving (see the module docstring)."""
 
-    def __init__(self, run: Any, max_loss: float = 0.0, poll_s: float = 1.0, handle_signals: bool = True):
-        self.run, self.max_loss, self.poll_s, self.handle_signals = run, float(max_loss or 0.0), poll_s, handle_signals
+    POLL_S = 1.0  # one stat of the stop_request file per second: cheap on a shared file system at any step rate
+
+    def __init__(self, run: Any, max_loss: float = 0.0, poll_s: Optional[float] = None, handle_signals: bool = True):
+        self.run, self.max_loss, self.handle_signals = run, float(max_loss or 0.0), handle_signals
+        self.poll_s = self.POLL_S if poll_s is None else poll_s
         self.pending: Optional[tuple[str, str]] = None
         self.stopped: Optional[RunStopped] = None
         self.diverged: Optional[TrainingDiverged] = None

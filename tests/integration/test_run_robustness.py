@@ -51,7 +51,10 @@ class _StopAt(L.Callback):
             request_stop(self.run.dir, "interrupted", "test stop request")
 
 
-def test_stop_request_checkpoints_and_fails_resumable(embedded_root):
+def test_stop_request_checkpoints_and_fails_resumable(embedded_root, monkeypatch):
+    from hlrp_core.training.interrupts import RunGuard
+
+    monkeypatch.setattr(RunGuard, "POLL_S", 0.0)  # poll every step: at ~10 steps/s a 1 s poll can miss steps 4-12
     cfg, run = _start(embedded_root)
     with pytest.raises(RunStopped) as err:
         fit_laq(cfg, run, extra_callbacks=[_StopAt(run, 4)])

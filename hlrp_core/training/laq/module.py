@@ -281,10 +281,14 @@ class LAQModule(L.LightningModule):
             try:
                 from .figures import code_action_scatter, code_usage_histogram, recon_grid
 
-                self.run.save_figure(recon_grid(*v["grid"]), "laq_recon_grid")
-                self.run.save_figure(code_usage_histogram(codes, self.laq_config.codebook_size),
-                                     "laq_code_usage")
+                import matplotlib.pyplot as plt
+
+                figs = {"laq_recon_grid": recon_grid(*v["grid"]),
+                        "laq_code_usage": code_usage_histogram(codes, self.laq_config.codebook_size)}
                 if actions is not None:
-                    self.run.save_figure(code_action_scatter(codes, actions), "laq_code_vs_action")
+                    figs["laq_code_vs_action"] = code_action_scatter(codes, actions)
+                for name, fig in figs.items():
+                    self.run.save_figure(fig, name)
+                    plt.close(fig)  # saved to disk; one set per validation would pile up in pyplot all run long
             except Exception as e:  # noqa: BLE001 - a figure must never kill training
                 self.run.log.warning("LAQ figures failed at step %d: %s: %s", step, type(e).__name__, e)
