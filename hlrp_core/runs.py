@@ -396,6 +396,17 @@ def update_segment(run_dir: str | os.PathLike, **fields: Any) -> None:
         pass
 
 
+STOP_KEYS = ("stopped_reason", "stopped_step", "stopped_kind", "final")
+
+
+def _forget_stop(path: Path) -> None:
+    """A resumed segment starts unstopped: the previous segment's stop stays in ``segments.json`` only (else
+    ``finish`` would read it back from ``metrics.json`` and fail the finished run)."""
+    metrics = read_json(path / METRICS, default={}) or {}
+    if any(k in metrics for k in STOP_KEYS):
+        atomic_write_json(path / METRICS, {k: v for k, v in metrics.items() if k not in STOP_KEYS})
+
+
 def _adopt_for_resume(path: Path, cfg: _config.Config) -> tuple[_config.Config, "Run"]:
     """``runs.start`` for ``hlrp resume``: the same directory, the same config (except ``RESUME_SAFE`` keys), a new
     segment; ``config.yaml`` is rewritten only for those keys (the previous one is kept in ``segments/``)."""
@@ -415,6 +426,7 @@ def _adopt_for_resume(path: Path, cfg: _config.Config) -> tuple[_config.Config, 
     atomic_write_text(path / CONFIG, _config.to_yaml(cfg))
     write_status(path, RUNNING)
     seg = start_segment(path, "resume")
+    _forget_stop(path)
     log = attach_log(path, cfg.logging.level)
     sampler = MemorySampler(cfg.logging.memory_sample_interval_s, logging.getLogger("hlrp.mem")).start()
     _seed_python(cfg.seed)

@@ -341,15 +341,17 @@ def submit(notebook: str, params_files: list[str] = (), sets: list[str] = (), cl
 def submit_array(rung_param_files: list[str], notebook: str, cluster: str, max_parallel: int = 0, *,
                  names: list[str] | None = None, params_files: list[str] = (), sets: list[str] = (),
                  study: str = "", also: list[str] = (), dry_run: bool = False, hold: bool = False,
-                 cell_timeout_s: float = 0) -> Submission:
+                 cell_timeout_s: float = 0, time_limit: str | None = None,
+                 preset_overrides: dict | None = None) -> Submission:
     """A ladder as one job array: task ``i`` runs ``notebook`` with ``rung_param_files[i]`` (added after
     ``params_files``) into its own run directory ``<study>/<timestamp>_<names[i] or rung file stem>``; at most
     ``max_parallel`` tasks run at once (0 = no limit). For a ladder pass ``study="ladders/<ladder>"`` and the rung
     ids as ``names`` so the run dirs land where the local backend puts them. ``cell_timeout_s`` (> 0): every task
-    fails a cell that runs longer, as ``hlrp run --cell-timeout`` (the ladder's per-rung ``timeout_s``)."""
+    fails a cell that runs longer, as ``hlrp run --cell-timeout`` (the ladder's per-rung ``timeout_s``).
+    ``time_limit`` and ``preset_overrides`` apply to every task, as in ``submit``."""
     return submit(notebook, params_files, sets, cluster, also, dry_run=dry_run, hold=hold, study=study,
                   array_params=list(rung_param_files), max_parallel=max_parallel, array_names=names,
-                  cell_timeout_s=cell_timeout_s)
+                  cell_timeout_s=cell_timeout_s, time_limit=time_limit, preset_overrides=preset_overrides)
 
 
 def resume(run_dir: str | os.PathLike, cluster: str | None = None, *, time_limit: str | None = None,

@@ -90,6 +90,7 @@ class PairLoader:
         self.success_only = bool(d.adapter.success_only)
         self.bad_seen: dict[str, set] = {}
         guard = d.adapter.ram_guard_min_available_mb
+        self.batch_floor_mb = guard  # past the first batch the trainer's RamGuardCallback stops (checkpointed)
         tr = getattr(cfg, "training", None)
         if tr is not None and getattr(tr, "ram_guard", None) is not None:
             guard = max(guard, int(tr.ram_guard.min_available_mb))
@@ -358,7 +359,7 @@ class PairLoader:
         """The next train batch (starts the worker threads on first use)."""
         if self._first_batch is not None:
             return self._first_batch
-        ram_guard(self.ram_floor_mb, on_stop=self.close)
+        ram_guard(self.batch_floor_mb if self.batches_out else self.ram_floor_mb, on_stop=self.close)
         pipe = self._start()
         t0 = time.perf_counter()
         batch = pipe.get()
@@ -385,7 +386,7 @@ class PairLoader:
         for j, b0 in enumerate(range(0, n, self.batch_size)):
             if limit and j >= limit:
                 return
-            ram_guard(self.ram_floor_mb, on_stop=self.close)
+            ram_guard(self.batch_floor_mb, on_stop=self.close)
             chunk = self.val_samples[b0: b0 + self.batch_size]
             yield self.maker.collate(chunk, np.arange(b0, b0 + len(chunk)))
 

@@ -30,14 +30,19 @@ def mem_available_mb() -> float:
 
 
 def ram_guard(floor_mb: float, on_stop=None) -> None:
-    """Raise ``RamGuardError`` (after ``on_stop()``) when the memory headroom is below ``floor_mb`` (0 = off)."""
-    avail = mem_available_mb() if floor_mb > 0 else float("inf")
-    if avail < floor_mb:
+    """Raise ``RamGuardError`` (after ``on_stop()``) when the memory headroom is below ``floor_mb`` (0 = off); the
+    reason names the limit that set the headroom (the cgroup's limit and usage, or the host's MemAvailable)."""
+    if floor_mb <= 0:
+        return
+    from ..sysmem import headroom
+
+    room = headroom()
+    if room.available / 2 ** 20 < floor_mb:
         if on_stop is not None:
             on_stop()
-        raise RamGuardError(f"RAM guard: memory headroom (MemAvailable or the cgroup's) {avail:.0f} MB < floor "
-                            f"{floor_mb} MB (data.adapter.ram_guard_min_available_mb / "
-                            "training.ram_guard.min_available_mb); stopped cleanly before the OOM killer")
+        raise RamGuardError(f"RAM guard: memory headroom {room.available / 2 ** 20:.0f} MB < floor {floor_mb} MB "
+                            f"({room.describe()}); floor set by data.adapter.ram_guard_min_available_mb / "
+                            "training.ram_guard.min_available_mb; stopped cleanly before the OOM killer")
 
 
 class Stopped(Exception):

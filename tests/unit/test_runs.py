@@ -82,3 +82,15 @@ def test_ram_guard_stop_is_not_done(tmp_path):
     assert state == "FAILED" and "step 15" in reason
     assert classify_failure(state, reason) == "ram_guard"
     assert rung_status(run.dir)[0] == "ram-guard"
+
+
+def test_resumed_segment_forgets_the_previous_stop(tmp_path, monkeypatch):
+    _, run = runs.start("workbench_check", [], run_dir=str(tmp_path / "r"), smoke=True)
+    run.finish({"stopped_reason": "time limit signal at step 5 (resumable)", "stopped_step": 5})
+    assert runs.read_status(run.dir)[0] == "FAILED"
+    monkeypatch.setenv(runs.RESUME_ENV, str(run.dir))
+    _, again = runs.start("workbench_check", [], run_dir=str(run.dir), smoke=True)
+    merged = again.finish({"global_step": 9})
+    assert runs.read_status(run.dir)[0] == "DONE" and "stopped_reason" not in merged
+    segs = runs.read_segments(run.dir)
+    assert [s["end"].split(":")[0] for s in segs] == ["FAILED", "DONE"] and "step 5" in segs[0]["end"]

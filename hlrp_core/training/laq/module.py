@@ -75,10 +75,9 @@ class LAQModule(L.LightningModule):
                 f"window_total={ev['window_total']:.0f} min_count={ev['min_count']:.0f}"
                 + (" deferred (window < min_window_factor x K)" if ev["deferred"] else ""))
         (self.run.log if self.run is not None else log).info(line)
-        self.log_dict({"codebook/replaced_count": float(ev["replaced"]), "codebook/used_count": float(ev["used"]),
-                       "codebook/window_total": float(ev["window_total"]),
-                       "codebook/replacement_events": float(self.replacement["events"])},
-                      on_step=True, on_epoch=False)
+        self.replacement["last_event"] = {"codebook/replaced_count": float(ev["replaced"]),
+                                          "codebook/used_count": float(ev["used"]),
+                                          "codebook/window_total": float(ev["window_total"])}
 
     def _refit_event(self, ev: dict) -> None:
         """Log an NSVQ k-means refit (``model.codebook_refit_steps``); it is not a dead-code replacement event."""
@@ -89,7 +88,20 @@ class LAQModule(L.LightningModule):
                 f"[Codebook] step={ev['step']} refit skipped: fewer than 10 x K recent latents "
                 f"(raise model.codebook_refit_window)")
         (self.run.log if self.run is not None else log).info(line)
-        self.log_dict({"codebook/refits": float(self.replacement["refits"])}, on_step=True, on_epoch=False)
+        self.replacement["refit_tried"] = True
+
+    def _log_codebook(self) -> None:
+        """The codebook counters on every step, from the checkpointed ``replacement`` state: Lightning re-reports
+        an on-step value until the epoch ends, so values logged only at events would vanish from a resumed run's
+        rows until the next event; logged each step, a resumed run's rows equal an uninterrupted run's."""
+        r = self.replacement
+        vals = dict(r.get("last_event", {}))
+        if "last_event" in r:
+            vals["codebook/replacement_events"] = float(r["events"])
+        if r.get("refit_tried"):
+            vals["codebook/refits"] = float(r["refits"])
+        if vals:
+            self.log_dict(vals, on_step=True, on_epoch=False)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Batch keys: ``frames`` uint8 [B,3,T,H,W]. Returns the loss (pixel MSE + quantizer aux loss)."""
@@ -97,6 +109,7 @@ class LAQModule(L.LightningModule):
         # exactly whatever else drew from the global RNG in between (data loader iterators, validation)
         torch.manual_seed((int(self.cfg.seed) * 1_000_003 + int(self.global_step)) % (2 ** 62))
         self._dead_codes()
+        self._log_codebook()
         out = self.model(batch["frames"])
         sched = self.lr_schedulers()
         lr = sched.get_last_lr()[0] if sched is not None else self.cfg.training.lr
