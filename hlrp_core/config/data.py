@@ -132,7 +132,9 @@ class AdapterConfig:
     Args:
         threads: The one global thread budget for reading + decoding + resizing (never multiplied by the dataset
             count). 0 = auto: usable cores - 1, at least 1.
-        ram_budget_mb: The one byte budget (MiB) for the episode cache, in-flight work and ready batches.
+        ram_budget_mb: The one byte budget (MiB) for the episode cache, in-flight work and ready batches; at
+            most half the memory headroom (host or memory cgroup) per training process on the node (the clamp
+            is logged and recorded as ``data.effective.ram_budget_clamp``).
         val_samples_per_dataset: N_val: fixed validation keys per dataset, drawn once with a derived seed and
             materialised once as encoded bytes.
         allow_split_overlap: Accept a val split that overlaps train (the researcher's ``tiny_val`` lists); a

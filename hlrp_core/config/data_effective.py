@@ -110,6 +110,37 @@ def per_dataset_seed(seed: int, entry: DatasetEntry) -> int:
     return (int(seed) + zlib.crc32(entry.name.encode())) & 0x7FFFFFFF
 
 
+BUDGET_SHARE = 0.5  # of the memory headroom per process on a node: the model, optimizer and CUDA need the rest
+
+
+def local_processes() -> int:
+    """Training processes sharing this node's memory (torchrun's ``LOCAL_WORLD_SIZE``, SLURM's tasks per node)."""
+    for var in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        try:
+            return max(1, int(os.environ.get(var, "")))
+        except ValueError:
+            continue
+    return 1
+
+
+def loader_budget_mb(requested_mb: int, headroom_bytes: Optional[int] = None,
+                     processes: Optional[int] = None) -> tuple[int, str]:
+    """(the loader's byte budget in MiB, why it was clamped or ""): ``data.adapter.ram_budget_mb``, but at most
+    ``BUDGET_SHARE`` of the memory headroom (host MemAvailable or the memory cgroup's, ``hlrp_core.sysmem``) split
+    over the node's training processes, and never below the 64 MiB the config accepts."""
+    from ..sysmem import headroom
+
+    room = headroom(host_available=None) if headroom_bytes is None else None
+    avail = room.available if room is not None else int(headroom_bytes)
+    procs = processes or local_processes()
+    cap = max(64, int(avail * BUDGET_SHARE / procs / 2 ** 20))
+    if requested_mb <= cap:
+        return requested_mb, ""
+    where = room.describe() if room is not None else f"headroom {avail / 2 ** 20:.0f} MB"
+    return cap, (f"data.adapter.ram_budget_mb={requested_mb} clamped to {cap} MiB: {BUDGET_SHARE} x headroom / "
+                 f"{procs} process(es) ({where})")
+
+
 def effective_knobs(cfg: Any) -> dict[str, Any]:
     """The effective data knobs after clamping and derivation, as a flat {dotted key: value} dict.
 
@@ -123,7 +154,8 @@ def effective_knobs(cfg: Any) -> dict[str, Any]:
     bs, size = d.loader.batch_size, d.preprocess.image_size
     nf = num_frames(t.pair_frames.mode, t.pair_frames.stride, t.pair_frames.n, None)
     batch_bytes = bs * 3 * size * size * (nf if nf else 2)
-    budget = a.ram_budget_mb * 2 ** 20
+    budget_mb, clamp = loader_budget_mb(a.ram_budget_mb)
+    budget = budget_mb * 2 ** 20
     queue_bytes = budget // 4
     fsb = t.prefetch.final_stream_buffer
     want_ready = threads if fsb == AUTOTUNE else max(0, fsb)
@@ -133,7 +165,8 @@ def effective_knobs(cfg: Any) -> dict[str, Any]:
     eff: dict[str, Any] = {
         "threads": threads,
         "usable_cores": cores,
-        "ram_budget_mb": a.ram_budget_mb,
+        "ram_budget_mb": budget_mb,
+        "ram_budget_clamp": clamp,
         "episode_cache_mb": round((budget - queue_bytes) / 2 ** 20, 1),
         "ready_queue_mb": round(queue_bytes / 2 ** 20, 1),
         "batches_in_flight": ready,

@@ -187,3 +187,5 @@ def log_startup(self) -> None:
                  r["weight"], r["weight_from"], r["first_element_s"])
     log.info("data effective knobs: %s", {k: v for k, v in self.effective.items()
                                           if not k.startswith(("weight.", "thread_share.", "seed."))})
+    if self.effective.get("ram_budget_clamp"):
+        log.warning("data loader budget: %s", self.effective["ram_budget_clamp"])

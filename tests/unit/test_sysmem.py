@@ -96,3 +96,23 @@ def test_ram_guard_fires_on_cgroup_headroom(tmp_path, monkeypatch):
     guard.on_train_batch_end(SimpleNamespace(global_step=5, should_stop=False), None, None, None, 0)
     assert requests and requests[0][0] == "ram_guard"
     assert "limit 500 MB" in guard.stopped_reason and "usage 430 MB" in guard.stopped_reason
+
+
+def test_loader_budget_follows_the_cgroup_headroom(tmp_path, monkeypatch):
+    from hlrp_core.config import data_effective as de
+
+    assert de.loader_budget_mb(1024, headroom_bytes=64 * 2**30, processes=1) == (1024, "")
+    mb, why = de.loader_budget_mb(1024, headroom_bytes=1000 * MB, processes=2)
+    assert mb == 250 and "ram_budget_mb=1024 clamped to 250 MiB" in why and "2 process" in why
+    assert de.loader_budget_mb(1024, headroom_bytes=10 * MB, processes=1)[0] == 64
+    # the live path: a v1 cgroup with 600 MB of headroom on a host with plenty free caps the episode cache
+    proc, root = _v1(tmp_path, limit=1000 * MB, usage=400 * MB)
+    monkeypatch.setattr(sysmem, "PROC_CGROUP", proc)
+    monkeypatch.setattr(sysmem, "CGROUP_ROOT", root)
+    monkeypatch.setattr(sysmem, "host_available_bytes", lambda: 22 * 2**30)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    from hlrp_core.config import load
+
+    eff = de.effective_knobs(load("laq_tiny", smoke=True))
+    assert eff["ram_budget_mb"] == 300 and "limit 1000 MB, usage 400 MB" in eff["ram_budget_clamp"]
+    assert eff["episode_cache_mb"] + eff["ready_queue_mb"] == pytest.approx(300, abs=0.2)
