@@ -99,6 +99,7 @@ def first_batch(cfg: Any, cold: bool = True, touch_index: bool = False, barrier=
     io0, tr0 = _io(), tfrecord.BYTES_READ.snapshot()
     t0 = time.perf_counter()
     loader = PairLoader(cfg, with_val=False)
+    t_init = time.perf_counter()
     try:
         loader.next_train()
         out["first_batch_s"] = round(time.perf_counter() - t0, 3)
@@ -109,6 +110,8 @@ def first_batch(cfg: Any, cold: bool = True, touch_index: bool = False, barrier=
                     "headers_read": tr1["headers"] - tr0["headers"]})
         st = loader.stats()
         out["shards_scanned"] = st["shards_scanned"]
+        out["stage_s"] = st["stage_s"]  # summed over threads; prefetch_wall is the wall time of concurrent reads
+        out["loader_init_s"] = round(t_init - t0, 3)
         out["short_episodes_skipped"] = st["short_episodes_skipped"]
         out["episodes"] = {ds.name: ds.train.num_episodes for ds in loader.datasets}
         out["shards"] = {ds.name: len(ds.train.files) for ds in loader.datasets}

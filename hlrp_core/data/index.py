@@ -2,16 +2,17 @@
 
 An episode is addressed as (shard, ordinal): position p of a split lies in shard s where ``cum[s] <= p < cum[s+1]``
 (``cum`` = cumulative ``shardLengths``, one int per shard). A shard's record offsets come from a header-only scan
-of its TFRecord framing (:func:`hlrp_core.data.tfrecord.scan_offsets`), done the first time that shard is sampled
-and written into a memory-mapped cache file; episode lengths are written there the first time an episode is read.
+of its TFRecord framing (:func:`hlrp_core.data.tfrecord.scan_offsets`) that goes only as far as the highest ordinal
+sampled so far (a prefix; a later, higher ordinal continues it) and is written into a memory-mapped cache file;
+episode lengths are written there the first time an episode is read.
 All ranks and workers on a node map the same files, so the page cache holds them once (PSS counts them once).
 
 Cache layout, one directory per (dataset, version, split, dataset_info.json content):
 ``records.i64`` [E, 2] (payload offset, length), ``lengths.i32`` [E] (T; 0 = not read yet), ``failed.u8`` [E]
-(1 = read, unsuccessful episode) and ``shards.i64``
-[S, 2] (file size and mtime_ns at scan time; 0 = not scanned). The files are created sparse at full size, so
-an unscanned shard costs no disk and no memory; writers race benignly (every writer writes the same values, and a
-shard is marked scanned only after its offsets are written).
+(1 = read, unsuccessful episode) and ``shards.i64`` [S, 3] (file size and mtime_ns at scan time, records scanned
+so far; 0 = not scanned). The files are created sparse at full size, so an unscanned shard costs no disk and no
+memory; writers race benignly (every writer writes the same values, and a shard's scanned count is written only
+after its offsets; a smaller count written late only makes a later reader scan again).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .tfrecord import CorruptShardError, scan_offsets
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4
 
 
 def _mapped(path: Path, dtype, shape: tuple) -> np.ndarray:
@@ -75,8 +76,9 @@ class ShardedSplit:
         self.cum = np.concatenate([[0], np.cumsum(self.shard_lengths)]).astype(np.int64)
         E, S = int(self.cum[-1]), len(self.files)
         self.num_episodes = E
-        self._lock = threading.Lock()
-        self._checked: set[int] = set()
+        # one lock per shard (striped): scans of different shards run concurrently on the I/O threads
+        self._locks = [threading.Lock() for _ in range(min(S, 64) or 1)]
+        self._known: dict[int, int] = {}  # shard -> records whose offsets this process has checked to be known
         self.cache_path: Optional[Path] = None
         if cache_dir is not None:
             d = Path(cache_dir) / f"{name}@{src.version}-{split}-{split_cache_key(src, split)}"
@@ -85,7 +87,7 @@ class ShardedSplit:
                 self.records = _mapped(d / "records.i64", np.int64, (E, 2))
                 self.lengths = _mapped(d / "lengths.i32", np.int32, (E,))
                 self.failed = _mapped(d / "failed.u8", np.uint8, (E,))
-                self.shards = _mapped(d / "shards.i64", np.int64, (S, 2))
+                self.shards = _mapped(d / "shards.i64", np.int64, (S, 3))
                 self.cache_path = d
                 return
             except OSError as exc:
@@ -94,7 +96,7 @@ class ShardedSplit:
         self.records = np.zeros((E, 2), np.int64)
         self.lengths = np.zeros(E, np.int32)
         self.failed = np.zeros(E, np.uint8)
-        self.shards = np.zeros((S, 2), np.int64)
+        self.shards = np.zeros((S, 3), np.int64)
 
     # ------------------------------------------------------------------ addressing
     def locate(self, pos: int) -> tuple[int, int]:
@@ -111,38 +113,50 @@ class ShardedSplit:
         st = os.stat(path)
         return int(st.st_size), int(st.st_mtime_ns)
 
-    def ensure_shard(self, s: int) -> bool:
-        """Scan shard ``s``'s headers unless the cache already holds them for this file; True when it scanned."""
-        if s in self._checked:
+    def ensure_shard(self, s: int, upto: Optional[int] = None) -> bool:
+        """Make the offsets of shard ``s``'s records 0..``upto`` (None = all) known, scanning only the headers not
+        in the cache yet for this file; True when it scanned."""
+        want = int(self.shard_lengths[s])
+        need = want if upto is None else min(int(upto) + 1, want)
+        if self._known.get(s, -1) >= need:
             return False
-        with self._lock:
-            if s in self._checked:
+        with self._locks[s % len(self._locks)]:
+            have = self._known.get(s)
+            if have is None:  # first use in this process: is the cache's scan of this very file?
+                state = self.shard_state(s)
+                if tuple(int(x) for x in self.shards[s, :2]) == state:
+                    have = int(self.shards[s, 2])
+                else:
+                    a, b = int(self.cum[s]), int(self.cum[s + 1])
+                    self.shards[s] = 0
+                    self.lengths[a:b] = 0  # lengths of a rewritten shard are unknown again
+                    self.failed[a:b] = 0
+                    self.shards[s, :2] = state
+                    have = 0
+            if have >= need:
+                self._known[s] = have
                 return False
-            state = self.shard_state(s)
-            scanned = False
-            if tuple(int(x) for x in self.shards[s]) != state:
-                path = self.files[s]
-                offs, lens = scan_offsets(path)
-                want = int(self.shard_lengths[s])
-                if len(offs) != want:
-                    raise CorruptShardError(f"{path}: holds {len(offs)} episodes but dataset_info.json says {want}; "
-                                            "the shard is corrupt or from another build: re-sync it")
-                a, b = int(self.cum[s]), int(self.cum[s + 1])
-                self.records[a:b, 0] = offs
-                self.records[a:b, 1] = lens
-                self.lengths[a:b] = 0  # lengths of a rewritten shard are unknown again
-                self.failed[a:b] = 0
-                if isinstance(self.records, np.memmap):
-                    self.records.flush()
-                self.shards[s] = state
-                scanned = True
-            self._checked.add(s)
-            return scanned
+            path, a = self.files[s], int(self.cum[s])
+            start = 0 if have == 0 else int(self.records[a + have - 1].sum()) + 4
+            offs, lens = scan_offsets(path, start=start, count=need - have)
+            got = have + len(offs)
+            end = int(offs[-1] + lens[-1] + 4) if len(offs) else start
+            if got < need or (got == want and end != int(self.shards[s, 0])):
+                more = got if got < need else f"more than {want}"
+                raise CorruptShardError(f"{path}: holds {more} episodes but dataset_info.json says {want}; the "
+                                        "shard is corrupt or from another build: re-sync it")
+            self.records[a + have:a + got, 0] = offs
+            self.records[a + have:a + got, 1] = lens
+            if isinstance(self.records, np.memmap):
+                self.records.flush()
+            self.shards[s, 2] = got
+            self._known[s] = got
+            return True
 
     def record(self, pos: int) -> tuple[str, int, int]:
         """(shard path, payload offset, payload length) of episode ``pos`` (scans its shard on first use)."""
-        s, _ = self.locate(pos)
-        self.ensure_shard(s)
+        s, o = self.locate(pos)
+        self.ensure_shard(s, o)
         off, n = self.records[pos]
         return self.files[s], int(off), int(n)
 
@@ -157,7 +171,8 @@ class ShardedSplit:
         return bool(hi <= lo or (self.lengths[lo:hi] > 0).all())
 
     def scanned_shards(self) -> int:
-        return int((self.shards[:, 0] > 0).sum())
+        """Shards whose headers were scanned at least in part."""
+        return int((self.shards[:, 2] > 0).sum())
 
     def cache_bytes(self) -> int:
         return int(self.records.nbytes + self.lengths.nbytes + self.shards.nbytes)

@@ -81,23 +81,32 @@ def file_size(path: str) -> int:
 SCAN_CHUNK = 256 * 1024
 
 
-def scan_offsets(path: str, check_header_crc: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(payload offsets int64 [n], payload lengths int64 [n]) of every record of one shard, from its headers only.
+def scan_offsets(path: str, check_header_crc: bool = True, start: int = 0,
+                 count: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """(payload offsets int64 [n], payload lengths int64 [n]) of the records of one shard from byte ``start`` (a
+    record boundary), at most ``count`` of them (None = to the end of the file), from their headers only.
 
     Raises ``CorruptShardError`` naming the file and byte offset on a truncated file, a length that runs past the
     end, or (``check_header_crc``) a header whose length CRC does not match."""
     size = file_size(path)
-    offs, lens = [], []
-    f = _gfile(path) if path.startswith("gs://") else open(path, "rb", buffering=0)
+    offs: list[int] = []
+    lens: list[int] = []
+    local = not path.startswith("gs://")
+    fd = os.open(path, os.O_RDONLY) if local else None
+    f = None if local else _gfile(path)
     value = _crc32c()
     buf, buf_at = b"", 0
-    with f:
-        off, last = 0, SCAN_CHUNK
-        while off < size:
+    try:
+        off, last = int(start), SCAN_CHUNK
+        while off < size and (count is None or len(offs) < count):
             if not (buf_at <= off and off + 12 <= buf_at + len(buf)):
-                want = SCAN_CHUNK if last < SCAN_CHUNK // 64 else 12
-                f.seek(off)
-                buf, buf_at = f.read(min(want, size - off)), off
+                want = min(SCAN_CHUNK if last < SCAN_CHUNK // 64 else 12, size - off)
+                if local:
+                    buf = os.pread(fd, want, off)  # one syscall per header: the scan is latency-bound
+                else:
+                    f.seek(off)
+                    buf = f.read(want)
+                buf_at = off
                 BYTES_READ.add(len(buf), headers=1)
             head = buf[off - buf_at: off - buf_at + 12]
             if len(head) < 12:
@@ -118,6 +127,11 @@ def scan_offsets(path: str, check_header_crc: bool = True) -> tuple[np.ndarray, 
             lens.append(n)
             off += 12 + n + 4
             last = n
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if f is not None:
+            f.close()
     return np.asarray(offs, np.int64), np.asarray(lens, np.int64)
 
 

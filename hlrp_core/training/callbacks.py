@@ -1,5 +1,5 @@
 """Lightning callbacks shared by both stages: heartbeat, metrics.json writer, RAM guard, host-memory columns in the
-time series, and the batch-mix logger.
+time series, the batch-mix logger, and the copy of the dataset statistics the loader normalised with.
 
 Each takes the ``run`` object of ``hlrp_core.runs`` (anything with ``dir``, ``log``, ``record``, ``heartbeat``).
 """
@@ -16,6 +16,16 @@ import lightning as L
 import psutil
 
 log = logging.getLogger("hlrp.training")
+
+#: The run directory's copy of the per-dataset statistics the loader used (docs/data_at_scale.md); artifacts embed it.
+STATISTICS_FILE = "dataset_statistics.json"
+
+
+def run_statistics(run_dir: str | os.PathLike) -> dict:
+    """``{dataset: statistics}`` the run's loader normalised with ({} when ``data.preprocess.normalize=none``)."""
+    from ..io import read_json
+
+    return read_json(os.path.join(run_dir, STATISTICS_FILE), {}) or {}
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -135,3 +145,20 @@ class BatchMixCallback(L.Callback):
         line = f"[Train][BatchMix] step={trainer.global_step} " + " ".join(
             f"{n}={c}" for n, c in counts.most_common())
         (self.run.log if self.run is not None else log).info(line)
+
+
+class DatasetStatisticsCallback(L.Callback):
+    """At fit start, write the loader's ``{dataset: statistics}`` (``data.preprocess.normalize``) to the run
+    directory, so that a run, and the artifacts made from it, can always undo the normalisation it trained with."""
+
+    def __init__(self, run: Any):
+        self.run = run
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        loader = getattr(getattr(trainer, "datamodule", None), "loader", None)
+        stats = getattr(loader, "statistics", None)
+        if stats and trainer.is_global_zero:
+            from ..io import atomic_write_json
+
+            atomic_write_json(os.path.join(self.run.dir, STATISTICS_FILE), stats)
+            self.run.log.info("dataset statistics of %s -> %s", ", ".join(sorted(stats)), STATISTICS_FILE)

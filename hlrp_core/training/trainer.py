@@ -29,8 +29,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from ..storage import OutputWriteError
 from .loggers import CurvesCallback, LoggerBridge, close_loggers, extra_loggers
 from .progress import progress_setup
-from .callbacks import (BatchMixCallback, HeartbeatCallback, HostMemoryCallback, MetricsJsonCallback,
-                        RamGuardCallback)
+from .callbacks import (BatchMixCallback, DatasetStatisticsCallback, HeartbeatCallback, HostMemoryCallback,
+                        MetricsJsonCallback, RamGuardCallback)
 from .interrupts import RunGuard, TrainingDiverged, fail_run, finish_fit
 from .resume import prepare_resume
 from .run_handle import RunHandle
@@ -102,6 +102,7 @@ def build_trainer(cfg: Any, run: RunHandle, extra_callbacks: Sequence[L.Callback
         MetricsJsonCallback(run),
         RamGuardCallback(run, t.ram_guard.min_available_mb, stopper=guard),
         BatchMixCallback(run, t.dataset_usage_logger.log_batch_composition_every_n_steps),
+        DatasetStatisticsCallback(run),
         VerdictCallback(run, settings_from_config(t.verdict)),
         *extra_callbacks,
         guard,

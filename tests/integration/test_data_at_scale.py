@@ -19,7 +19,8 @@ from hlrp_core.data import registry as reg
 from hlrp_core.data import tfrecord
 from hlrp_core.data.episode import LayoutError, parse_episode
 from hlrp_core.data.loader import PairLoader
-from hlrp_core.data.sources import DataSourceError
+from hlrp_core.data.index import ShardedSplit
+from hlrp_core.data.sources import DataSourceError, resolve_source
 from hlrp_core.data.tfrecord import CorruptShardError, read_record, scan_offsets
 
 pytestmark = pytest.mark.integration
@@ -58,14 +59,34 @@ def test_start_up_reads_only_what_the_first_batch_needs(root, tmp_path):
     with PairLoader(_cfg(root, tmp_path / "c", _bridge()), with_val=False) as ld:
         mid = tfrecord.BYTES_READ.snapshot()
         assert ld.datasets[0].train.scanned_shards() == 1  # the first-element check touched shard 0 only
-        assert mid["records"] - before["records"] == 1 and mid["headers"] - before["headers"] == 5
-        ld.next_train()
+        assert mid["records"] - before["records"] == 1 and mid["headers"] - before["headers"] == 1  # episode 0
+        batch = ld.next_train()
         after = tfrecord.BYTES_READ.snapshot()
         scanned = ld.stats()["shards_scanned"]["bridge"]
-    assert 1 <= scanned <= 1 + 6 and after["records"] - mid["records"] <= 6
-    assert after["headers"] - mid["headers"] == 5 * (scanned - 1)  # header-only scans, 5 episodes per shard
+        deepest = {0: 0}  # shard -> highest ordinal used (the first element is ordinal 0 of shard 0)
+        for pos in batch["sample_key"][:, 1].tolist():
+            s, o = ld.datasets[0].train.locate(pos)
+            deepest[s] = max(deepest.get(s, 0), o)
+    assert scanned == len(deepest) and after["records"] - mid["records"] <= 6
+    # prefix scans: each shard's headers only as far as its highest sampled ordinal (5 episodes per shard)
+    assert after["headers"] - before["headers"] == sum(o + 1 for o in deepest.values()) < 5 * scanned + 1
     total = sum(f.stat().st_size for f in _shard(root).parent.glob("bridge-train.*"))
     assert after["bytes"] - before["bytes"] < total / 2
+
+
+def test_a_prefix_scan_is_continued_not_repeated(root, tmp_path):
+    tfds_read = _cfg(root, tmp_path / "p", _bridge()).data.adapter.tf.tfds_read
+    src = resolve_source(reg.get("bridge"), tfds_read, str(root))
+    sp = ShardedSplit("bridge", src, "train", tmp_path / "p")
+    full = scan_offsets(str(_shard(root, 2)))
+    h0 = tfrecord.BYTES_READ.snapshot()["headers"]
+    assert sp.ensure_shard(2, 1) and not sp.ensure_shard(2, 0)  # ordinals 0..1, then nothing new
+    assert sp.ensure_shard(2, 3) and tfrecord.BYTES_READ.snapshot()["headers"] - h0 == 4  # 2 + 2, none twice
+    again = ShardedSplit("bridge", src, "train", tmp_path / "p")  # another process on the same cache
+    assert not again.ensure_shard(2, 3) and again.ensure_shard(2)  # its prefix is reused, then completed
+    a = int(sp.cum[2])
+    assert (again.records[a:a + 5, 0] == full[0]).all() and (again.records[a:a + 5, 1] == full[1]).all()
+    assert tfrecord.BYTES_READ.snapshot()["headers"] - h0 == 5
 
 
 def test_cold_cache_restart_yields_the_same_batch(root, tmp_path):

@@ -113,3 +113,20 @@ def test_resume_into_other_shape_fails_before_data(first_run, embedded_root, mon
     assert f"model.dim: {dim} -> 48" in msg
     assert "mis-shaped tensors" in msg and f"[{dim}" in msg and "48]" in msg
     assert f"fix: set model.dim={dim}" in msg
+
+
+def test_normalised_run_keeps_its_statistics_in_the_run_and_the_artifact(embedded_root, tmp_path):
+    from hlrp_core.data import stats
+
+    cfg, run = runs.start("laq_tiny", [f"data.root={embedded_root}", "training.max_steps=4",
+                                       "training.validation.check_interval=4", "data.preprocess.normalize=gaussian",
+                                       f"data.adapter.index_cache_dir={tmp_path / 'index'}"], smoke=True)
+    full = stats.run(cfg, threads=2, log=lambda *a: None)
+    metrics = fit_laq(cfg, run)
+    run.finish(metrics)
+    copied = json.loads((run.dir / "dataset_statistics.json").read_text())
+    assert set(copied) == {e.name for e in cfg.data.dataset.oxe.datasets} and copied.keys() <= full.keys()
+    for name, st in copied.items():
+        assert st["action"]["mean"] == full[name]["action"]["mean"] and not st.get("estimate")
+    _, manifest = load_laq_artifact(metrics["artifact"])
+    assert manifest["dataset_statistics"] == copied

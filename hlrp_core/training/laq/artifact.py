@@ -50,7 +50,7 @@ def _version(pkg: str) -> str:
 
 
 def build_manifest(model: LAQModel, *, source_run_dir: str = "", global_step: int = 0,
-                   resize_mode: str = "") -> dict:
+                   resize_mode: str = "", dataset_statistics: Optional[dict] = None) -> dict:
     c = model.config
     sd = {k: v for k, v in model.state_dict().items()}
     return {
@@ -61,6 +61,7 @@ def build_manifest(model: LAQModel, *, source_run_dir: str = "", global_step: in
         "preprocess": {"image_size": c.image_size, "resize_mode": resize_mode, "scale": "uint8/255"},
         "source_run_dir": source_run_dir, "source_global_step": int(global_step),
         "versions": {"torch": str(torch.__version__), "hlrp": _version("hlrp")},
+        "dataset_statistics": dict(dataset_statistics or {}),  # what the training data was normalised with
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
+from ..callbacks import run_statistics
 from ..run_handle import RunHandle
 from ..trainer import CKPT_DIR, fit_module
 from .artifact import ARTIFACT_NAME, save_laq_artifact
@@ -42,7 +43,8 @@ def fit_laq(cfg: Any, run: RunHandle, datamodule: Any = None, extra_callbacks: S
     if t.save_artifact:
         path = save_laq_artifact(module.model, Path(run.dir) / "artifacts" / ARTIFACT_NAME,
                                  source_run_dir=str(run.dir), global_step=int(trainer.global_step),
-                                 resize_mode=cfg.data.preprocess.resize_mode)
+                                 resize_mode=cfg.data.preprocess.resize_mode,
+                                 dataset_statistics=run_statistics(run.dir))
         out["artifact"] = str(path)
         run.log.info("LAQ artifact: %s", path)
     if fit.stopped:

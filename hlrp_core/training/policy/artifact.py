@@ -36,7 +36,8 @@ def library_versions() -> dict:
     return {"torch": str(torch.__version__), "transformers": str(transformers.__version__)}
 
 
-def policy_manifest(policy: Any, laq_identity: dict, source_run_dir: str = "", source_step: int = 0) -> dict:
+def policy_manifest(policy: Any, laq_identity: dict, source_run_dir: str = "", source_step: int = 0,
+                    dataset_statistics: Optional[dict] = None) -> dict:
     """The manifest of a ``LatentPolicy`` (model, latent, flow, transforms, LAQ identity, provenance)."""
     from dataclasses import asdict
 
@@ -54,6 +55,7 @@ def policy_manifest(policy: Any, laq_identity: dict, source_run_dir: str = "", s
         "standardize_latents": pc.standardize_latents, "tokenizer_hash": tokenizer_hash(policy.tokenizer),
         "transform": policy.processor.manifest(), "laq": dict(laq_identity), "loss_definition": LOSS_DEFINITION,
         "versions": library_versions(), "source_run_dir": str(source_run_dir), "source_global_step": int(source_step),
+        "dataset_statistics": dict(dataset_statistics or {}),  # what the training data was normalised with
     }
 
 
@@ -76,9 +78,10 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_save(path, lambda tmp: torch.save(obj, tmp))
 
 
-def export_stage2_artifact(policy: Any, laq_identity: dict, run_dir: str | os.PathLike, step: int) -> Path:
+def export_stage2_artifact(policy: Any, laq_identity: dict, run_dir: str | os.PathLike, step: int,
+                           dataset_statistics: Optional[dict] = None) -> Path:
     """Write ``<run_dir>/artifacts/stage2_artifact.pt`` atomically and return its path."""
-    manifest = policy_manifest(policy, laq_identity, str(run_dir), step)
+    manifest = policy_manifest(policy, laq_identity, str(run_dir), step, dataset_statistics)
     problems = validate_manifest(manifest)
     if problems:
         raise Stage2ArtifactError("refusing to write an invalid Stage-2 artifact:\n  - " + "\n  - ".join(problems))

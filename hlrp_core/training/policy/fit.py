@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ..callbacks import run_statistics
 from ..run_handle import RunHandle
 from ..trainer import fit_module, resolve_accelerator
 from .artifact import export_stage2_artifact
@@ -62,7 +63,8 @@ def fit_policy(cfg: Any, run: RunHandle, datamodule: Any = None, extra_callbacks
     fit = fit_module(cfg, run, module, datamodule, extra_callbacks, **trainer_overrides)
     trainer = fit.trainer
     fit.close(run)
-    artifact = export_stage2_artifact(module.policy, module.labeller.identity, run.dir, int(trainer.global_step))
+    artifact = export_stage2_artifact(module.policy, module.labeller.identity, run.dir, int(trainer.global_step),
+                                      run_statistics(run.dir))
     metrics = dict(module.last_val_metrics)
     metrics.update({"stage2/global_step": int(trainer.global_step), "stage2/fit_wall_s": fit.wall_s,
                     "stage2/artifact": str(artifact)})
