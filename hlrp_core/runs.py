@@ -215,6 +215,10 @@ class MemorySampler:
 
 
 # ---------------------------------------------------------------- logging
+#: Libraries whose DEBUG/INFO lines stay out of ``unified.log`` (WARNING and above still reach it).
+QUIET_LIBRARIES = ("fsspec", "matplotlib", "PIL", "urllib3", "filelock", "asyncio", "h5py", "absl")
+
+
 def attach_log(run_dir: Path, level: str = "INFO") -> logging.Logger:
     """Route Python logging into ``<run>/unified.log`` (replacing the handler of an earlier run in this process, so
     re-running a notebook cell never writes into the previous run's log)."""
@@ -238,6 +242,10 @@ def attach_log(run_dir: Path, level: str = "INFO") -> logging.Logger:
         sh._hlrp_console = True  # type: ignore[attr-defined]
         log.addHandler(sh)
     logging.getLogger("hlrp.mem").setLevel(logging.DEBUG)
+    for name in QUIET_LIBRARIES:  # their DEBUG lines (a line per file opened, per font tried) drown the run's own
+        lib = logging.getLogger(name)
+        if lib.level == logging.NOTSET:  # a level the researcher set stays
+            lib.setLevel(logging.WARNING)
     return log
 
 

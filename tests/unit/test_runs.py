@@ -94,3 +94,26 @@ def test_resumed_segment_forgets_the_previous_stop(tmp_path, monkeypatch):
     assert runs.read_status(run.dir)[0] == "DONE" and "stopped_reason" not in merged
     segs = runs.read_segments(run.dir)
     assert [s["end"].split(":")[0] for s in segs] == ["FAILED", "DONE"] and "step 5" in segs[0]["end"]
+
+
+def test_unified_log_keeps_library_debug_noise_out(tmp_path):
+    import logging
+
+    from hlrp_core.runs import LOG, QUIET_LIBRARIES, attach_log
+
+    logging.getLogger("fsspec").setLevel(logging.NOTSET)
+    attach_log(tmp_path)
+    try:
+        logging.getLogger("fsspec.local").debug("open file: /x")
+        logging.getLogger("matplotlib.font_manager").debug("findfont: score 10.05")
+        logging.getLogger("fsspec").warning("a library warning still arrives")
+        logging.getLogger("hlrp.mem").debug("rss sample")
+    finally:
+        for h in list(logging.getLogger().handlers):
+            if getattr(h, "_hlrp", False):
+                h.flush()
+                logging.getLogger().removeHandler(h)
+                h.close()
+    text = (tmp_path / LOG).read_text()
+    assert "open file" not in text and "findfont" not in text and "fsspec" in QUIET_LIBRARIES
+    assert "a library warning still arrives" in text and "rss sample" in text

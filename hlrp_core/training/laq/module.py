@@ -48,7 +48,8 @@ class LAQModule(L.LightningModule):
         self._val: Optional[dict[str, list]] = None
         if self.laq_config.quantizer == "nsvq" and not self.laq_config.replacement_schedule:
             (run.log if run is not None else log).warning(
-                "model.replacement_schedule is empty: NSVQ without dead-code replacement collapses (LAPA#17); "
+                "model.replacement_schedule is empty: NSVQ without dead-code replacement collapses "
+                "(docs/MODELS.md §1.6); "
                 "set e.g. [[10,100],[100,1000],[500,5000]]")
 
     # ------------------------------------------------------------------------------------------------ training
