@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 import time
 from typing import Any, Iterable, Iterator, Optional
 
@@ -120,3 +122,38 @@ def track(iterable: Iterable[Any], total: Optional[int] = None, what: str = "ite
         rep.update(n)
     rep.done = n
     rep.close()
+
+
+class Ticker:
+    """Progress of a pass whose items finish out of order on a thread pool (statistics, verify): call it once per
+    finished item (thread-safe), ``close()`` at the end. The widget bar in an interactive kernel, or a tqdm bar on a
+    terminal (stderr a TTY, not headless) where nobody reads a log; periodic ``[Progress]`` lines otherwise."""
+
+    def __init__(self, total: int, what: str, *, setting: str = "auto", every_s: float = 30.0,
+                 log: Optional[logging.Logger] = None, unit: str = "it"):
+        m = mode(setting)
+        if m == "line" and setting == "auto" and sys.stderr.isatty() and not headless():
+            m = "bar"
+        self._lock, self.n = threading.Lock(), 0
+        self._bar = self._rep = None
+        if m == "bar":
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=what, unit=unit)
+        elif m == "line":
+            self._rep = LineReporter(what, total, every_s, log, unit)
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.n += 1
+            if self._bar is not None:
+                self._bar.update(1)
+            elif self._rep is not None:
+                self._rep.update(self.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._rep is not None:
+            self._rep.done = self.n
+            self._rep.close()

@@ -271,13 +271,12 @@ class PairLoader:
 
     def _materialise_val(self, n_val: int) -> None:
         """N_val fixed keys per dataset from its val slice (the train sampler's algorithm with a derived seed),
-        kept as encoded bytes; each dataset's first choices are read concurrently (one dataset at a time)."""
+        kept as encoded bytes."""
         t0 = time.perf_counter()
         vseed = (self.seed ^ 0x5A17) & 0x7FFFFFFF
         out = []
         for ds in self.datasets:
             vs = KeySampler([DatasetDraw(ds.val_lo, ds.val_hi, ds.k_min, ds.k_max, ds.seed ^ vseed)], np.ones(1), 0)
-            self._prefetch([(ds, "val", vs.episode(0, j)) for j in range(n_val) if ds.val_hi > ds.val_lo])
 
             def length_of(_, pos: int, ds=ds) -> int:
                 T = self._length(ds, "val", pos)

@@ -127,6 +127,7 @@ def run(cfg: Any, threads: int = 0, sample: bool = False, log=print) -> dict:
     """Statistics of every dataset's train split (``sample``: the seeded estimate only)."""
     from ..config.data import loader_seed
     from ..paths import data_root, resolve
+    from ..progress import Ticker
     from .plan import open_datasets
 
     d = cfg.data
@@ -138,14 +139,9 @@ def run(cfg: Any, threads: int = 0, sample: bool = False, log=print) -> dict:
         if sample:
             out[ds.name] = estimate(ds.train, ds.spec, ds.seed)
         else:
-            total, k = len(ds.train.files), [0]
-
-            def tick(total=total, name=ds.name):
-                k[0] += 1
-                print(f"\r{name}: {k[0]}/{total} shards", end="", file=sys.stderr, flush=True)
-
+            tick = Ticker(len(ds.train.files), f"{ds.name} statistics", unit="shard")
             out[ds.name] = compute(ds.train, ds.spec, threads, tick)
-            print(file=sys.stderr)
+            tick.close()
         st = out[ds.name]
         log(f"{ds.name:50s} transitions {st['num_transitions']:9d} trajectories {st['num_trajectories']:7d}"
             f"{' (estimate)' if st['estimate'] else ''}  {ds.train.cache_path / STATS_FILE if not sample else ''}")
@@ -153,6 +149,10 @@ def run(cfg: Any, threads: int = 0, sample: bool = False, log=print) -> dict:
 
 
 def cmd_stats(args) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("hlrp.progress").setLevel(logging.INFO)  # [Progress] lines when stderr is not a terminal
     from ..config.errors import ConfigError
     from .bench import config_for
     from .sources import DataSourceError

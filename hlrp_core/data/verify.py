@@ -74,6 +74,7 @@ def verify(cfg: Any, threads: int = 0, log=print) -> dict:
     """Verify every split of every dataset of ``cfg.data``; returns {dataset: {split: report}}."""
     from ..config.data import loader_seed
     from ..paths import data_root, resolve
+    from ..progress import Ticker
     from .plan import open_datasets
 
     d = cfg.data
@@ -85,15 +86,9 @@ def verify(cfg: Any, threads: int = 0, log=print) -> dict:
         out[ds.name] = {}
         splits = {ds.train.split: ds.train, ds.val.split: ds.val}
         for name, sp in splits.items():
-            t0, n = time.perf_counter(), [0]
-
-            def tick(total=len(sp.files), name=name, ds=ds):
-                n[0] += 1
-                if n[0] == total or n[0] % max(1, total // 20) == 0:
-                    print(f"\r{ds.name}/{name}: {n[0]}/{total} shards", end="", file=sys.stderr, flush=True)
-
+            t0, tick = time.perf_counter(), Ticker(len(sp.files), f"verify {ds.name}/{name}", unit="shard")
             rep = verify_split(sp, ds.spec, threads, tick)
-            print(file=sys.stderr)
+            tick.close()
             rep["seconds"] = round(time.perf_counter() - t0, 2)
             out[ds.name][name] = rep
             log(f"{ds.name:50s} {name:8s} shards {rep['shards']:6d} verified {rep['verified']:6d} unchanged "
@@ -104,6 +99,10 @@ def verify(cfg: Any, threads: int = 0, log=print) -> dict:
 
 
 def cmd_verify(args) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("hlrp.progress").setLevel(logging.INFO)  # [Progress] lines when stderr is not a terminal
     from ..config.errors import ConfigError
     from .bench import config_for
     from .sources import DataSourceError

@@ -43,6 +43,23 @@ def test_track_yields_everything_and_logs(caplog):
     assert list(P.track(range(3), setting="off")) == [0, 1, 2]
 
 
+def test_ticker_counts_items_finished_on_threads(caplog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tick = P.Ticker(200, "verify rt1/train", every_s=3600, log=logging.getLogger("t.tick"), unit="shard")
+    with caplog.at_level(logging.INFO, logger="t.tick"):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: tick(), range(200)))
+        tick.close()
+    assert tick.n == 200
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-1].startswith("[Progress] verify rt1/train 200/200 (100%)") and "shard/s" in lines[-1]
+    quiet = P.Ticker(3, "x", setting="off")
+    quiet()
+    quiet.close()
+    assert quiet.n == 1
+
+
 def test_wandb_run_id_from_the_owning_run_dir(tmp_path):
     from hlrp_core.training.loggers import wandb_run_id
 
