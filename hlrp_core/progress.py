@@ -37,13 +37,21 @@ def in_kernel() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def mode(setting: str = "auto", environ: Optional[dict] = None) -> str:
-    """``bar`` / ``line`` / ``off`` for a ``logging.progress`` setting (``auto``: bar in an interactive kernel)."""
+def mode(setting: str = "auto", environ: Optional[dict] = None, terminal: bool = False) -> str:
+    """``bar`` / ``line`` / ``off`` for a ``logging.progress`` setting (``auto``: bar in an interactive kernel, and
+    with ``terminal`` also when stderr is a terminal: a CLI pass that nobody reads a log of)."""
     if setting not in MODES:
         raise ValueError(f"logging.progress={setting!r}: expected one of {MODES}")
     if setting != "auto":
         return setting
-    return "bar" if in_kernel() and not headless(environ) else "line"
+    watched = in_kernel() or (terminal and sys.stderr.isatty())
+    return "bar" if watched and not headless(environ) else "line"
+
+
+def cli_progress_lines() -> None:
+    """For a CLI pass: ``[Progress]`` lines (when stderr is no terminal) reach stderr; other loggers stay at WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("hlrp.progress").setLevel(logging.INFO)
 
 
 def fmt_duration(seconds: float) -> str:
@@ -102,38 +110,24 @@ class LineReporter:
 
 def track(iterable: Iterable[Any], total: Optional[int] = None, what: str = "items", *, setting: str = "auto",
           every_s: float = 30.0, log: Optional[logging.Logger] = None, unit: str = "it") -> Iterator[Any]:
-    """Iterate with progress: ``tqdm.auto`` (the widget bar) in an interactive kernel, periodic ``[Progress]`` log
-    lines otherwise, nothing with ``setting="off"``. For long data passes (index, statistics, mirror build)."""
+    """Iterate with progress (a :class:`Ticker` per item). For long data passes (index, statistics, mirror build)."""
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
-    m = mode(setting)
-    if m == "off":
-        yield from iterable
-        return
-    if m == "bar":
-        from tqdm.auto import tqdm
-
-        yield from tqdm(iterable, total=total, desc=what, unit=unit)
-        return
-    rep = LineReporter(what, total, every_s, log, unit)
-    n = 0
-    for n, item in enumerate(iterable, 1):
+    tick = Ticker(total, what, setting=setting, every_s=every_s, log=log, unit=unit)
+    for item in iterable:
         yield item
-        rep.update(n)
-    rep.done = n
-    rep.close()
+        tick()
+    tick.close()
 
 
 class Ticker:
-    """Progress of a pass whose items finish out of order on a thread pool (statistics, verify): call it once per
-    finished item (thread-safe), ``close()`` at the end. The widget bar in an interactive kernel, or a tqdm bar on a
-    terminal (stderr a TTY, not headless) where nobody reads a log; periodic ``[Progress]`` lines otherwise."""
+    """Progress of a pass, also one whose items finish out of order on a thread pool (statistics, verify): call it
+    once per finished item (thread-safe), ``close()`` at the end. The widget bar in an interactive kernel, a tqdm bar
+    on a terminal, periodic ``[Progress]`` lines otherwise (``mode(setting, terminal=True)``)."""
 
-    def __init__(self, total: int, what: str, *, setting: str = "auto", every_s: float = 30.0,
+    def __init__(self, total: Optional[int], what: str, *, setting: str = "auto", every_s: float = 30.0,
                  log: Optional[logging.Logger] = None, unit: str = "it"):
-        m = mode(setting)
-        if m == "line" and setting == "auto" and sys.stderr.isatty() and not headless():
-            m = "bar"
+        m = mode(setting, terminal=True)
         self._lock, self.n = threading.Lock(), 0
         self._bar = self._rep = None
         if m == "bar":

@@ -149,10 +149,9 @@ def run(cfg: Any, threads: int = 0, sample: bool = False, log=print) -> dict:
 
 
 def cmd_stats(args) -> int:
-    import logging
+    from ..progress import cli_progress_lines
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("hlrp.progress").setLevel(logging.INFO)  # [Progress] lines when stderr is not a terminal
+    cli_progress_lines()
     from ..config.errors import ConfigError
     from .bench import config_for
     from .sources import DataSourceError

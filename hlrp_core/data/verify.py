@@ -99,10 +99,9 @@ def verify(cfg: Any, threads: int = 0, log=print) -> dict:
 
 
 def cmd_verify(args) -> int:
-    import logging
+    from ..progress import cli_progress_lines
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("hlrp.progress").setLevel(logging.INFO)  # [Progress] lines when stderr is not a terminal
+    cli_progress_lines()
     from ..config.errors import ConfigError
     from .bench import config_for
     from .sources import DataSourceError
