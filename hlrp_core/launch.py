@@ -159,7 +159,7 @@ def _logged_kernel_manager(log_path: Path, base: type) -> type:
 def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] = (), *, run_dir: str = "",
             study: str = "", kernel: str = KERNEL, extra_params: dict | None = None,
             timeout_s: float | None = None, stop_grace_s: float = STOP_GRACE_S,
-            resume: bool = False) -> tuple[int, Path | None]:
+            time_limit_grace_s: float | None = None, resume: bool = False) -> tuple[int, Path | None]:
     """Run one notebook into a new run directory (``resume``: into the existing ``run_dir`` as its next segment,
     see ``hlrp_core.resume_run``). Returns (exit code, run dir or None)."""
     import papermill
@@ -217,7 +217,7 @@ def execute(notebook: str | Path, params_files: list[str] = (), sets: list[str] 
     os.environ["HLRP_COMMAND"] = " ".join(shlex.quote(a) for a in sys.argv)
     print(f"hlrp run: {nb.relative_to(REPO_ROOT) if nb.is_relative_to(REPO_ROOT) else nb} -> {out}", flush=True)
     code = 0
-    stops = StopForwarder(out, grace_s=stop_grace_s, log=pm_log).install()
+    stops = StopForwarder(out, grace_s=stop_grace_s, log=pm_log, time_limit_grace_s=time_limit_grace_s).install()
     watch = KernelWatch()
     try:
         papermill.execute_notebook(str(nb), str(out / "notebook.ipynb"), parameters=params, kernel_name=kernel,
@@ -277,7 +277,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         extra[key] = yaml.safe_load(value)
     code, _ = execute(args.notebook, args.file or [], args.set or [], run_dir=args.run_dir or "",
                       study=args.study or "", kernel=args.kernel, extra_params=extra,
-                      timeout_s=args.cell_timeout or None, stop_grace_s=args.stop_grace)
+                      timeout_s=args.cell_timeout or None, stop_grace_s=args.stop_grace,
+                      time_limit_grace_s=args.time_limit_grace)
     return code
 
 
@@ -297,4 +298,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-grace", type=float, default=STOP_GRACE_S, metavar="SECONDS",
                    help="on SIGINT/SIGTERM/SIGUSR1: how long the training may take to checkpoint before the kernel is "
                         f"killed (default {STOP_GRACE_S:g})")
+    add_time_limit_grace(p)
     p.set_defaults(func=_cmd_run)
+
+
+def add_time_limit_grace(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time-limit-grace", type=float, default=None, metavar="SECONDS",
+                   help="on SIGUSR1 (a SLURM time-limit lead): how long the kernel may run on before it is killed "
+                        "(default: --stop-grace; SLURM jobs pass nearly all of cluster.signal_lead_s)")

@@ -89,7 +89,8 @@ def segments(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def resume(run_dir: str | os.PathLike, sets: list[str] = (), *, stale_after_s: float = STALE_AFTER_S,
-           stop_grace_s: Optional[float] = None) -> int:
+           stop_grace_s: Optional[float] = None, time_limit_grace_s: Optional[float] = None,
+           timeout_s: Optional[float] = None) -> int:
     from . import launch
 
     run_dir = resolve(run_dir).resolve()
@@ -105,6 +106,7 @@ def resume(run_dir: str | os.PathLike, sets: list[str] = (), *, stale_after_s: f
     params["overrides"] = overrides + sets + [f"training.resume_from={ckpt}"]
     os.environ["HLRP_RESUME_RUN_DIR"] = str(run_dir)
     kwargs = {} if stop_grace_s is None else {"stop_grace_s": stop_grace_s}
+    kwargs.update(time_limit_grace_s=time_limit_grace_s, timeout_s=timeout_s or None)
     code, _ = launch.execute(info["notebook"], [], [], run_dir=str(run_dir), kernel=info.get("kernel", launch.KERNEL),
                              extra_params=params, resume=True, **kwargs)
     return code
@@ -115,7 +117,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
-        return resume(args.run_dir, args.set or [], stale_after_s=args.stale_after, stop_grace_s=args.stop_grace)
+        return resume(args.run_dir, args.set or [], stale_after_s=args.stale_after, stop_grace_s=args.stop_grace,
+                      time_limit_grace_s=args.time_limit_grace, timeout_s=args.cell_timeout)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -129,4 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="SECONDS",
                    help="a RUNNING run whose heartbeat is older than this counts as LOST (resumable)")
     p.add_argument("--stop-grace", type=float, default=None, metavar="SECONDS", help="as for hlrp run")
+    p.add_argument("--cell-timeout", type=float, default=0, metavar="SECONDS", help="as for hlrp run")
+    from .launch import add_time_limit_grace  # lazily, as resume() imports launch
+
+    add_time_limit_grace(p)
     p.set_defaults(func=_cmd_resume)

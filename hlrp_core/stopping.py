@@ -7,7 +7,10 @@ SIGUSR1 (the SLURM ``--signal`` lead) reach ``hlrp run`` only. ``StopForwarder``
 it once a second, saves ``ckpt/last.ckpt`` at the current step, marks the run ``FAILED: interrupted at step N
 (resumable)`` and raises, which ends the notebook and papermill shuts the kernel down. A kernel that does not end
 within ``grace_s`` (no training running, a stuck cell) or a second SIGINT is killed, and the run is marked FAILED
-with the signal. A kill -9 of ``hlrp run`` itself cannot be handled: its ``status`` stays RUNNING, its heartbeat goes
+with the signal. SIGUSR1 is a warning, not a kill: its grace is ``time_limit_grace_s`` (the job passes nearly all of
+the lead, see ``time_limit_grace``), so a signal that lands before the first step, in a long validation or in the
+cells after the training still ends in a checkpoint or a finished run; a SIGTERM or SIGINT after it shortens the
+grace to ``grace_s`` again. A kill -9 of ``hlrp run`` itself cannot be handled: its ``status`` stays RUNNING, its heartbeat goes
 stale, and ``hlrp runs`` shows it LOST.
 """
 
@@ -27,6 +30,12 @@ from .io import atomic_write_json
 STOP_FILE = "stop_request"
 STOP_GRACE_S = 25.0  # below SLURM's default KillWait (30 s) between SIGTERM and SIGKILL
 SIGNAL_KIND = {signal.SIGINT: "interrupted", signal.SIGTERM: "interrupted", signal.SIGUSR1: "time_limit"}
+REQUEUE_MARGIN_S = 20.0  # what the job needs after the kernel ended (status, segments, scontrol requeue)
+
+
+def time_limit_grace(lead_s: float) -> float:
+    """How long the kernel may run on after the time-limit lead: all of the lead but the job's own margin."""
+    return max(STOP_GRACE_S, float(lead_s) - REQUEUE_MARGIN_S)
 
 
 def request_stop(run_dir: str | Path, kind: str = "interrupted", detail: str = "") -> Path:
@@ -70,17 +79,23 @@ def _kill_children(sig: int = signal.SIGKILL) -> int:
 
 
 class StopForwarder:
-    """While installed (main thread only): SIGINT/SIGTERM/SIGUSR1 -> ``stop_request``; after ``grace_s`` or on a
-    second SIGINT the kernel (every child process) is killed so papermill returns."""
+    """While installed (main thread only): SIGINT/SIGTERM/SIGUSR1 -> ``stop_request``; after the grace (``grace_s``,
+    or ``time_limit_grace_s`` for SIGUSR1) or on a second SIGINT the kernel (every child process) is killed so
+    papermill returns."""
 
-    def __init__(self, run_dir: Path, grace_s: float = STOP_GRACE_S, log: Optional[logging.Logger] = None):
+    def __init__(self, run_dir: Path, grace_s: float = STOP_GRACE_S, log: Optional[logging.Logger] = None,
+                 time_limit_grace_s: Optional[float] = None):
         self.run_dir, self.grace_s = Path(run_dir), float(grace_s)
+        self.time_limit_grace_s = self.grace_s if time_limit_grace_s is None else float(time_limit_grace_s)
         self.log = log or logging.getLogger("hlrp.launch")
         self.signum: int = 0
         self.signal_name = ""
         self.killed = False
+        self.granted_s = 0.0  # the grace in force (the kill comes at the first signal's time plus this)
         self._old: dict = {}
         self._done = threading.Event()
+        self._deadline = 0.0
+        self._stops = 0  # SIGINT/SIGTERM seen (SIGUSR1 is a warning)
 
     def install(self) -> "StopForwarder":
         if threading.current_thread() is threading.main_thread():
@@ -97,22 +112,34 @@ class StopForwarder:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
+        first_stop = not self._stops and signum != signal.SIGUSR1
+        self._stops += signum != signal.SIGUSR1
         if self.signum:
-            if signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            if signum == signal.SIGINT and not first_stop:  # a second Ctrl-C: stop now
                 self.log.error("second %s: killing the kernel now", name)
                 self._kill()
+            elif first_stop and self.granted_s > self.grace_s:  # the limit itself, or scancel, after the lead
+                self._deadline = min(self._deadline, time.monotonic() + self.grace_s)
+                self.granted_s = self.grace_s
+                self.log.warning("%s after the time-limit lead: the kernel is killed if it has not ended within "
+                                 "%g s", name, self.grace_s)
             return
         self.signum, self.signal_name = signum, name
+        self.granted_s = self.time_limit_grace_s if signum == signal.SIGUSR1 else self.grace_s
+        self._deadline = time.monotonic() + self.granted_s
         kind = SIGNAL_KIND.get(signum, "interrupted")
         request_stop(self.run_dir, kind, f"signal {name} to hlrp run")
         self.log.warning("%s: asked the training to checkpoint and stop (%s); the kernel is killed if it has not "
-                         "ended within %.0f s", name, self.run_dir / STOP_FILE, self.grace_s)
+                         "ended within %g s", name, self.run_dir / STOP_FILE, self.granted_s)
         threading.Thread(target=self._watchdog, name="hlrp-stop-watchdog", daemon=True).start()
 
     def _watchdog(self) -> None:
-        if not self._done.wait(self.grace_s):
-            self.log.error("the kernel did not end within %.0f s of %s: killing it", self.grace_s, self.signal_name)
-            self._kill()
+        while not self._done.wait(min(1.0, max(0.0, self._deadline - time.monotonic()))):
+            if time.monotonic() >= self._deadline:
+                self.log.error("the kernel did not end within %g s of %s: killing it", self.granted_s,
+                               self.signal_name)
+                self._kill()
+                return
 
     def _kill(self) -> None:
         self.killed = True
@@ -121,7 +148,7 @@ class StopForwarder:
     def unclean_reason(self) -> str:
         last = self.run_dir / "ckpt" / "last.ckpt"
         ckpt = f"resumable from {last}" if last.exists() else "no checkpoint was written"
-        return (f"interrupted by {self.signal_name}: the kernel did not checkpoint within {self.grace_s:.0f} s and "
+        return (f"interrupted by {self.signal_name}: the kernel did not checkpoint within {self.granted_s:g} s and "
                 f"was killed; {ckpt}")
 
 

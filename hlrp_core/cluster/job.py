@@ -32,6 +32,7 @@ from pathlib import Path
 from .. import runs
 from ..io import atomic_write_json, read_json
 from ..paths import REPO_ROOT
+from ..stopping import time_limit_grace
 from . import slurm
 
 RESUMABLE = {"TIMEOUT", "PREEMPTED", "NODE_FAIL"}
@@ -176,6 +177,8 @@ def main(argv: list[str]) -> int:
                "--run-dir", run_dir]
     if info["cell_timeout_s"] > 0:  # a ladder rung's timeout_s, as the local backend applies it
         cmd += ["--cell-timeout", f"{info['cell_timeout_s']:g}"]
+    if float(preset.get("signal_lead_s") or 0) > 0:  # the lead is a warning: the kernel may use nearly all of it
+        cmd += ["--time-limit-grace", f"{time_limit_grace(float(preset['signal_lead_s'])):g}"]
     info["command"] = cmd
     print(f"hlrp job {job_id} ({preset['name']}): {' '.join(cmd)}", flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,

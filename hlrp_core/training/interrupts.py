@@ -151,9 +151,15 @@ class RunGuard(L.Callback):
         kind, detail = self.pending or ("interrupted", "another rank")
         ckpt = Path(self.run.dir) / "ckpt" / "last.ckpt" if self.run is not None else None
         if ckpt is not None and trainer.checkpoint_callback is not None:
+            cb = trainer.checkpoint_callback
+            # set before the save, so the checkpoint carries it: ModelCheckpoint's own save_last (also in the
+            # resumed segment) must overwrite this file, not write a last-v1.ckpt beside it
+            cb.last_model_path = str(ckpt)
+            # and must not save it again at this step: its on_train_end save_last (when it has saved nothing yet)
+            # would replace the mid-epoch state with an ended epoch, and the resumed run would log epoch 1
+            # (what ModelCheckpoint._save_checkpoint records, lightning 2.6.6)
+            cb._last_global_step_saved, cb._last_checkpoint_saved = step, str(ckpt)
             trainer.save_checkpoint(str(ckpt))
-            # ModelCheckpoint's own save_last must overwrite this file, not write a last-v1.ckpt beside it
-            trainer.checkpoint_callback.last_model_path = str(ckpt)
         reason = (f"{KINDS.get(kind, kind)} at step {step} (resumable): {detail}; checkpoint "
                   f"{ckpt if ckpt is not None else '(none)'}; continue with `hlrp resume <run dir>`")
         self.stopped = RunStopped(reason, kind, step, str(ckpt or ""))

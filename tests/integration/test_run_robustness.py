@@ -64,6 +64,10 @@ def test_stop_request_checkpoints_and_fails_resumable(embedded_root, monkeypatch
     assert state == "FAILED" and reason.startswith(f"interrupted at step {step} (resumable)"), reason
     ck = torch.load(run.dir / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["global_step"] == step
+    # the mid-epoch state of the stop step, not ModelCheckpoint's end-of-fit save_last over it (a resumed run
+    # would log epoch 1 where an uninterrupted one logs 0): no periodic checkpoint came before this stop
+    assert ck["epoch"] == 0 and ck["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
+    assert sorted(p.name for p in (run.dir / "ckpt").glob("*.ckpt")) == ["last.ckpt"]
     assert not (run.dir / "artifacts" / ARTIFACT_NAME).exists()
 
 

@@ -49,3 +49,30 @@ def test_segments_shown_in_the_runs_table(tmp_path):
     text = rt.format_table([rt.describe_run(run, tmp_path)])
     assert "#0 start job 7 steps 0-40 FAILED: time limit signal at step 40" in text
     assert "#1 resume job 7 steps 40-100 DONE" in text
+
+
+def test_the_time_limit_lead_is_a_warning_and_a_sigterm_after_it_shortens_the_grace(tmp_path):
+    """SIGUSR1 comes ``signal_lead_s`` before the limit: the kernel keeps running (a first step, a validation, the
+    cells after the training) for nearly all of it; SIGTERM (the limit, scancel) brings the short grace back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hlrp_core.stopping import STOP_GRACE_S, StopForwarder, read_stop_request, time_limit_grace
+
+    assert time_limit_grace(600) == 580 and time_limit_grace(30) == STOP_GRACE_S
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    fwd = StopForwarder(tmp_path, grace_s=0.5, time_limit_grace_s=60).install()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(2.0)
+        assert kernel.poll() is None and not fwd.killed, "killed after grace_s although the lead allows 60 s"
+        assert read_stop_request(tmp_path)["kind"] == "time_limit" and fwd.granted_s == 60
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert kernel.wait(timeout=15) != 0 and fwd.killed and fwd.granted_s == 0.5
+        assert "within 0.5 s" in fwd.unclean_reason() and "SIGUSR1" in fwd.unclean_reason()
+    finally:
+        fwd.uninstall()
+        kernel.kill()
