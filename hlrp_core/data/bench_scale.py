@@ -66,6 +66,7 @@ def evict(cfg: Any) -> int:
     """Drop every shard of the configured datasets from the page cache; returns the bytes advised."""
     from . import registry as reg
     from .sources import data_root_of, resolve_source
+    from .tfrecord import is_remote
 
     d = cfg.data
     total = 0
@@ -74,7 +75,7 @@ def evict(cfg: Any) -> int:
                              d.adapter.versions.get(e.name, ""))
         for lay in src.splits.values():
             for path in lay.files:
-                if path.startswith("gs://"):
+                if is_remote(path):
                     continue
                 fd = os.open(path, os.O_RDONLY)
                 try:

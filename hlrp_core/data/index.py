@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 from .sources import ResolvedSource
-from .tfrecord import CorruptShardError, scan_offsets
+from .tfrecord import CorruptShardError, is_remote, scan_offsets
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ShardedSplit:
 
     def shard_state(self, s: int) -> tuple[int, int]:
         path = self.files[s]
-        if path.startswith("gs://"):
+        if is_remote(path):
             from .tfrecord import file_size
 
             return file_size(path), 1

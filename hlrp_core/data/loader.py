@@ -36,7 +36,7 @@ from .pipeline import (EpisodeCache, Pipeline, RamGuardError, StallError, Stoppe
 from .plan import OpenDataset, gap_steps, log_startup, open_datasets, split_code
 from .sampler import MAX_ATTEMPTS, DatasetDraw, KeySampler
 from .sources import DataSourceError
-from .tfrecord import CorruptShardError, read_record
+from .tfrecord import CorruptShardError, is_remote, read_record
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class PairLoader:
             self.report.append(ds.report)
 
     def _fd(self, path: str) -> Optional[int]:
-        if path.startswith("gs://"):
+        if is_remote(path):
             return None
         with self._fd_lock:
             fd = self._fds.get(path)

@@ -3,6 +3,7 @@
 One frozen :class:`DatasetSpec` per dataset in :data:`REGISTRY` (name -> spec). Facts and their sources are in
 the OXE dataset catalogue and each dataset's TFDS page. Per-dataset behaviour (action reducer,
 state/instruction decoding, known-bad notes) is expressed here as columns, never as code branches elsewhere.
+A question number such as (Q7) names a known dataset quirk in docs/DATASETS.md.
 
 ``*_source_dims`` give the width of the feature in the real dataset (used by the stand-in mirror to write the real
 structure); ``*_dims`` are the leading dimensions the loader keeps. Source widths the spec table does not give are

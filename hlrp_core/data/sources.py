@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from ..paths import embedded_data_root, resolve
 from .registry import DatasetSpec
+from .tfrecord import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def data_root_of(cfg_data: Any) -> str:
 
 
 def _is_gcs(p: str) -> bool:
-    return p.startswith("gs://")
+    return is_remote(p)
 
 
 def _exists(p: str, timeout_s: float | None = None) -> bool:

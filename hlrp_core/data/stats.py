@@ -52,6 +52,8 @@ def _episode_arrays(split, spec, pos: int, fd: Optional[int] = None):
 
 def compute(split, spec, threads: int = 1, progress=None) -> dict:
     """Full statistics of one ``ShardedSplit`` (written to its cache directory as ``dataset_statistics.json``)."""
+    from .tfrecord import is_remote
+
     cache: Path = split.cache_path
     lock = threading.Lock()
 
@@ -64,7 +66,7 @@ def compute(split, spec, threads: int = 1, progress=None) -> dict:
                     return
         split.ensure_shard(s)
         path = split.files[s]
-        fd = os.open(path, os.O_RDONLY) if not path.startswith("gs://") else None
+        fd = os.open(path, os.O_RDONLY) if not is_remote(path) else None
         try:
             acts, sts = zip(*[_episode_arrays(split, spec, p, fd) for p in range(int(split.cum[s]),
                                                                                   int(split.cum[s + 1]))])

@@ -62,6 +62,11 @@ def masked_crc(data: bytes) -> int:
     return ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
 
 
+def is_remote(path: str) -> bool:
+    """A URL that TensorFlow's gfile reads (``gs://``; tests use its in-process ``ram://``), not a local path."""
+    return "://" in str(path)
+
+
 def _gfile(path: str):
     from .tfenv import import_tf
 
@@ -69,7 +74,7 @@ def _gfile(path: str):
 
 
 def file_size(path: str) -> int:
-    if path.startswith("gs://"):
+    if is_remote(path):
         from .tfenv import import_tf
 
         return int(import_tf().io.gfile.stat(path).length)
@@ -91,7 +96,7 @@ def scan_offsets(path: str, check_header_crc: bool = True, start: int = 0,
     size = file_size(path)
     offs: list[int] = []
     lens: list[int] = []
-    local = not path.startswith("gs://")
+    local = not is_remote(path)
     fd = os.open(path, os.O_RDONLY) if local else None
     f = None if local else _gfile(path)
     value = _crc32c()
@@ -139,7 +144,7 @@ def read_record(path: str, offset: int, length: int, fd: Optional[int] = None, v
     """The payload of the record at ``offset`` (payload start) of ``length`` bytes; with ``verify`` its trailing
     CRC is read in the same call and checked (``CorruptShardError`` naming file and offset when it differs)."""
     want = length + 4 if verify else length
-    if path.startswith("gs://"):
+    if is_remote(path):
         with _gfile(path) as f:
             f.seek(offset)
             data = f.read(want)

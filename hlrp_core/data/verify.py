@@ -22,7 +22,7 @@ from ..io import atomic_write_json
 def verify_split(split, spec, threads: int, progress=None) -> dict:
     """Verify one ``ShardedSplit``; returns {"shards", "verified", "skipped_unchanged", "broken": {path: error}}."""
     from .episode import LayoutError, parse_episode
-    from .tfrecord import CorruptShardError, read_record
+    from .tfrecord import CorruptShardError, is_remote, read_record
 
     state_path = split.cache_path / "verify.json" if split.cache_path else None
     done: dict = {}
@@ -42,7 +42,7 @@ def verify_split(split, spec, threads: int, progress=None) -> dict:
         try:
             split.ensure_shard(s)
             a, b = int(split.cum[s]), int(split.cum[s + 1])
-            fd = os.open(path, os.O_RDONLY) if not path.startswith("gs://") else None
+            fd = os.open(path, os.O_RDONLY) if not is_remote(path) else None
             try:
                 for pos in range(a, b):
                     off, n = (int(x) for x in split.records[pos])
