@@ -28,6 +28,7 @@ from .config import ConfigError
 from .inputs import checkpoint_problem
 from .io import read_json
 from .paths import resolve
+from .stopping import STOP_GRACE_S
 
 LAUNCH = "launch.json"
 #: Overrides a resume may add: none of them changes what the continued run computes (one home: runs.RESUME_SAFE).
@@ -105,10 +106,10 @@ def resume(run_dir: str | os.PathLike, sets: list[str] = (), *, stale_after_s: f
     overrides = [o for o in (params.get("overrides") or []) if not str(o).startswith("training.resume_from=")]
     params["overrides"] = overrides + sets + [f"training.resume_from={ckpt}"]
     os.environ["HLRP_RESUME_RUN_DIR"] = str(run_dir)
-    kwargs = {} if stop_grace_s is None else {"stop_grace_s": stop_grace_s}
-    kwargs.update(time_limit_grace_s=time_limit_grace_s, timeout_s=timeout_s or None)
     code, _ = launch.execute(info["notebook"], [], [], run_dir=str(run_dir), kernel=info.get("kernel", launch.KERNEL),
-                             extra_params=params, resume=True, **kwargs)
+                             extra_params=params, resume=True, timeout_s=timeout_s or None,
+                             stop_grace_s=STOP_GRACE_S if stop_grace_s is None else stop_grace_s,
+                             time_limit_grace_s=time_limit_grace_s)
     return code
 
 

@@ -10,8 +10,8 @@ within ``grace_s`` (no training running, a stuck cell) or a second SIGINT is kil
 with the signal. SIGUSR1 is a warning, not a kill: its grace is ``time_limit_grace_s`` (the job passes nearly all of
 the lead, see ``time_limit_grace``), so a signal that lands before the first step, in a long validation or in the
 cells after the training still ends in a checkpoint or a finished run; a SIGTERM or SIGINT after it shortens the
-grace to ``grace_s`` again. A kill -9 of ``hlrp run`` itself cannot be handled: its ``status`` stays RUNNING, its heartbeat goes
-stale, and ``hlrp runs`` shows it LOST.
+grace to ``grace_s`` again. A kill -9 of ``hlrp run`` itself cannot be handled: its ``status`` stays RUNNING, its
+heartbeat goes stale, and ``hlrp runs`` shows it LOST.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class StopForwarder:
         self._old: dict = {}
         self._done = threading.Event()
         self._deadline = 0.0
-        self._stops = 0  # SIGINT/SIGTERM seen (SIGUSR1 is a warning)
+        self._stopping = False  # a SIGINT/SIGTERM came (SIGUSR1 alone is a warning)
 
     def install(self) -> "StopForwarder":
         if threading.current_thread() is threading.main_thread():
@@ -112,19 +112,21 @@ class StopForwarder:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        first_stop = not self._stops and signum != signal.SIGUSR1
-        self._stops += signum != signal.SIGUSR1
         if self.signum:
-            if signum == signal.SIGINT and not first_stop:  # a second Ctrl-C: stop now
-                self.log.error("second %s: killing the kernel now", name)
-                self._kill()
-            elif first_stop and self.granted_s > self.grace_s:  # the limit itself, or scancel, after the lead
-                self._deadline = min(self._deadline, time.monotonic() + self.grace_s)
-                self.granted_s = self.grace_s
-                self.log.warning("%s after the time-limit lead: the kernel is killed if it has not ended within "
-                                 "%g s", name, self.grace_s)
+            if signum == signal.SIGUSR1:  # a repeated lead changes nothing
+                return
+            if self._stopping:
+                if signum == signal.SIGINT:  # a second Ctrl-C: stop now
+                    self.log.error("second %s: killing the kernel now", name)
+                    self._kill()
+                return
+            self._stopping = True  # the limit itself, or scancel, after the lead: the short grace again
+            self._deadline = min(self._deadline, time.monotonic() + self.grace_s)
+            self.granted_s = min(self.granted_s, self.grace_s)
+            self.log.warning("%s after the time-limit lead: the kernel is killed if it has not ended within %g s",
+                             name, self.grace_s)
             return
-        self.signum, self.signal_name = signum, name
+        self.signum, self.signal_name, self._stopping = signum, name, signum != signal.SIGUSR1
         self.granted_s = self.time_limit_grace_s if signum == signal.SIGUSR1 else self.grace_s
         self._deadline = time.monotonic() + self.granted_s
         kind = SIGNAL_KIND.get(signum, "interrupted")

@@ -66,12 +66,8 @@ def data_root_of(cfg_data: Any) -> str:
     return str(resolve(root)) if root else str(embedded_data_root())
 
 
-def _is_gcs(p: str) -> bool:
-    return is_remote(p)
-
-
 def _exists(p: str, timeout_s: float | None = None) -> bool:
-    if not _is_gcs(p):
+    if not is_remote(p):
         return Path(p).is_dir()
     from .tfenv import import_tf
 
@@ -96,7 +92,7 @@ def _exists(p: str, timeout_s: float | None = None) -> bool:
 
 
 def _read_text(p: str) -> str:
-    if not _is_gcs(p):
+    if not is_remote(p):
         return Path(p).read_text()
     from .tfenv import import_tf
 
@@ -105,7 +101,7 @@ def _read_text(p: str) -> str:
 
 
 def _listdir(p: str) -> list[str]:
-    if not _is_gcs(p):
+    if not is_remote(p):
         return sorted(x.name for x in Path(p).iterdir()) if Path(p).is_dir() else []
     from .tfenv import import_tf
 
@@ -136,7 +132,7 @@ def _version_dir(base: str, version: str, name: str = "", chosen: str = "") -> O
 
 
 def _exists_file(p: str) -> bool:
-    if not _is_gcs(p):
+    if not is_remote(p):
         return Path(p).is_file()
     from .tfenv import import_tf
 
